@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Set up everything Rekam kiosk needs on Debian or Raspberry Pi OS, then
+#   ./bootstrap.sh run    start the kiosk (simulated modules unless this is a provisioned station)
+#   ./bootstrap.sh test   run the whole test suite (lint, unit, flow, UI and monkey tests)
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Runtime libraries for Kivy's SDL2 window (OpenGL through Mesa, EGL for the
+# offscreen test display, mtdev for touchscreens) and Python's venv module.
+APT_PACKAGES=(python3-venv libgl1 libgl1-mesa-dri libegl1 libmtdev1)
+VENV=.venv
+
+say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
+
+install_system_packages() {
+    local missing=()
+    for package in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+            || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    say "installing system packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+install_python_packages() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating the virtual environment in $VENV"
+        python3 -m venv "$VENV"
+    fi
+    # reinstall only when pyproject.toml changed since the last install
+    local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ ! -e "$stamp" ]; then
+        say "installing Python dependencies (pinned in pyproject.toml)"
+        "$VENV/bin/python" -m pip install -q -e ".[test]"
+        rm -f "$VENV"/.installed-*
+        touch "$stamp"
+    fi
+}
+
+command="${1:-}"
+case "$command" in
+    run)
+        install_system_packages
+        install_python_packages
+        if [ -n "${KIOSK_CONFIG:-}" ] || [ -e /etc/rekam-kiosk/station.toml ]; then
+            exec "$VENV/bin/kiosk" run "${@:2}"
+        fi
+        say "no station file: starting with simulated modules"
+        exec "$VENV/bin/kiosk" run --simulate "${@:2}"
+        ;;
+    test)
+        install_system_packages
+        install_python_packages
+        say "lint"
+        "$VENV/bin/ruff" check kiosk tests benchmarks tools
+        "$VENV/bin/ruff" format --check kiosk tests benchmarks tools
+        say "tests"
+        exec "$VENV/bin/python" -m pytest "${@:2}"
+        ;;
+    *)
+        echo "usage: $0 run|test" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,143 @@
+"""The Kivy App: composes the screens, the flow and the modules; no logic of its own.
+
+The window cannot be left by a citizen: Escape, the window's close button and
+Kivy's settings key (F1) do nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("KIVY_NO_ARGS", "1")  # our CLI owns the command line
+
+from kivy.config import Config
+
+Config.set("kivy", "exit_on_escape", "0")
+# the official 7-inch touchscreen; KIOSK_WINDOW=1280x800 tries the larger panel
+_width, _height = os.environ.get("KIOSK_WINDOW", "800x480").split("x")
+Config.set("graphics", "width", _width)
+Config.set("graphics", "height", _height)
+Config.set("input", "mouse", "mouse,disable_multitouch")  # no red dots on right-click
+
+from kivy.app import App  # noqa: E402
+from kivy.clock import Clock  # noqa: E402
+from kivy.core.window import Window  # noqa: E402
+from kivy.properties import ListProperty, ObjectProperty, StringProperty  # noqa: E402
+from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
+
+from kiosk.config import StationConfig  # noqa: E402
+from kiosk.drivers.station import StationModules  # noqa: E402
+from kiosk.flow.machine import EnrollmentFlow, Step  # noqa: E402
+from kiosk.i18n import LANGUAGES, Translator  # noqa: E402
+from kiosk.screens import SCREENS, load_screens  # noqa: E402
+from kiosk.screens.base import CancelDialog  # noqa: E402
+from kiosk.store.sqlite import EnrollmentStore  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+class KioskApp(App):
+    """The kiosk window. ``attach()`` gives it a flow; tests attach a fresh one each."""
+
+    language = StringProperty("id")
+    simulated = ListProperty()  # kinds of module that are fakes: shown on every screen
+    flow = ObjectProperty(None, allownone=True)
+
+    def __init__(self, flow: EnrollmentFlow, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.title = "Rekam kiosk"
+        self._translators = {language: Translator(language) for language in LANGUAGES}
+        self._pending = None
+        self._dialog = None
+        self.attach(flow)
+
+    def t(self, key: str, language: str | None = None, **values: object) -> str:
+        """Translate ``key``; kv passes ``app.language`` so the text follows it."""
+        return self._translators[language or self.language](key, **values)
+
+    def attach(self, flow: EnrollmentFlow) -> None:
+        """Show ``flow`` from now on (the previous one is forgotten)."""
+        self.flow = flow
+        self.language = flow.language
+        self.simulated = [str(kind) for kind in flow.modules.simulated]
+        flow.subscribe(self._flow_changed)
+        if self.root is not None:
+            self._show()
+
+    def build(self) -> ScreenManager:
+        load_screens()
+        manager = ScreenManager(transition=NoTransition())
+        for screen_class in SCREENS.values():
+            manager.add_widget(screen_class(name=str(screen_class.step)))
+        Window.bind(on_request_close=self._refuse_close, on_keyboard=self._on_keyboard)
+        Window.bind(on_touch_down=self._on_any_touch)
+        Clock.schedule_interval(self._tick, 1.0)
+        Clock.schedule_once(lambda _dt: self._show())
+        return manager
+
+    def _flow_changed(self, flow: EnrollmentFlow) -> None:
+        # called from whichever thread changed the flow; the UI updates on its own
+        if flow is self.flow and self._pending is None:
+            self._pending = Clock.schedule_once(lambda _dt: self._show())
+
+    def _show(self) -> None:
+        self._pending = None
+        flow, manager = self.flow, self.root
+        if self._dialog is not None and flow.step in (Step.WELCOME, Step.DONE):
+            self._dialog.dismiss()  # the session it asked about is over
+            self._dialog = None
+        self.language = flow.language
+        screen = manager.get_screen(str(flow.step))
+        if manager.current != screen.name:
+            manager.current = screen.name
+            screen.entered()
+        screen.refresh()
+
+    def confirm_cancel(self) -> None:
+        """Ask before dropping the enrollment (the top bar's Cancel)."""
+        self._dialog = CancelDialog()
+        self._dialog.open()
+
+    def _tick(self, _dt: float) -> None:
+        self.flow.tick()
+
+    def _on_any_touch(self, _window, _touch) -> bool:
+        self.flow.touch()
+        return False
+
+    def _refuse_close(self, *_args) -> bool:
+        log.warning("window close refused: the kiosk stays up")
+        return True
+
+    def _on_keyboard(self, _window, key: int, *_args) -> bool:
+        # 27 Escape, 282 F1 (Kivy settings): swallowed so nobody leaves the kiosk
+        return key in (27, 282)
+
+    def open_settings(self, *_args) -> bool:
+        return False
+
+
+def run_kiosk(config: StationConfig, simulate: bool = False, fullscreen: bool = False) -> int:
+    """Open the modules and the store, then run the window until the process ends."""
+    modules = StationModules.from_config(config, simulate=simulate)
+    failures = modules.open()
+    for kind, error in failures.items():
+        log.error("starting without a working %s: %s", kind, error)
+    store = EnrollmentStore(config.data_dir / "enrollments.sqlite3")
+    flow = EnrollmentFlow(
+        station_id=config.station_id,
+        modules=modules,
+        sink=store,
+        session=config.session,
+        language=config.language,
+    )
+    if fullscreen:
+        Window.fullscreen = "auto"
+        Window.show_cursor = False
+    try:
+        KioskApp(flow).run()
+    finally:
+        modules.close()
+        store.close()
+    return 0

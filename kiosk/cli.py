@@ -1,0 +1,87 @@
+"""The `kiosk` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from kiosk import __version__
+from kiosk.config import DEFAULT_PATH, SIMULATION_PATH, load_config
+from kiosk.errors import KioskError
+
+
+def _run(args: argparse.Namespace) -> int:
+    path = SIMULATION_PATH if args.simulate else args.config
+    config = load_config(path)
+    from kiosk.app import run_kiosk  # Kivy is imported only for the window
+
+    return run_kiosk(config, simulate=args.simulate, fullscreen=args.fullscreen)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from kiosk.simulate import simulate
+
+    report = simulate(args.citizens, data_dir=args.data_dir, seed=args.seed)
+    summary = report.as_dict()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"completed {report.completed} of {args.citizens} enrollments")
+        print("median software time per step:")
+        for step, seconds in summary["step_median_seconds"].items():
+            print(f"  {step:<13} {seconds * 1000:8.1f} ms")
+        if report.citizen_seconds:
+            print(f"median per citizen:  {summary['citizen_median_seconds'] * 1000:8.1f} ms")
+            print(f"slowest citizen:     {summary['citizen_max_seconds'] * 1000:8.1f} ms")
+    return 0 if report.completed == args.citizens else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="kiosk", description="Rekam kiosk: self-service e-KTP recording station."
+    )
+    top.add_argument("--version", action="version", version=f"rekam-kiosk {__version__}")
+    top.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start the kiosk window")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
+        help=f"station file (default: $KIOSK_CONFIG or {DEFAULT_PATH})",
+    )
+    run.add_argument(
+        "--simulate", action="store_true", help="use simulated modules and the simulation station"
+    )
+    run.add_argument("--fullscreen", action="store_true", help="fill the screen (the station)")
+    run.set_defaults(handler=_run)
+
+    sim = commands.add_parser("simulate", help="run enrollments headless and time them")
+    sim.add_argument("--citizens", type=int, default=20, help="how many enrollments (default 20)")
+    sim.add_argument("--json", action="store_true", help="print one JSON object")
+    sim.add_argument("--data-dir", type=Path, help="keep the store here (default: a temp dir)")
+    sim.add_argument("--seed", type=int, default=1, help="seed for the simulated citizens")
+    sim.set_defaults(handler=_simulate)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.handler(args)
+    except KioskError as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Module drivers: the contracts (base.py), the registry, and one sub-package per kind."""

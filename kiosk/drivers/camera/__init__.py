@@ -1,0 +1,1 @@
+"""Camera backends: the citizen's face photo, as RGB frames."""

@@ -1,0 +1,1 @@
+"""Fingerprint reader backends: one grayscale impression (and template) per capture."""

@@ -1,0 +1,154 @@
+"""A simulated fingerprint reader serving synthetic prints by a script of named behaviours.
+
+Behaviours, one per capture call, the last one repeating forever:
+
+- ``"good"``: a clear print; successive good captures cycle through
+  ``samples/good_1.png`` .. ``good_4.png`` so that fingers differ;
+- ``"poor"``: a partial, smudged, faint print (``samples/poor.png``);
+- ``"no_finger"``: nobody touched the glass: ``Outcome.NO_FINGER``, no image;
+- ``"unplugged"``: the reader does not answer (:class:`DeviceUnavailable`).
+
+``fail_on_call=N`` makes the Nth capture call raise DeviceUnavailable whatever
+the script says::
+
+    with FakeFingerprintReader(script=["no_finger", "poor", "good"]) as reader:
+        reader.capture(timeout=5.0).outcome  # Outcome.NO_FINGER
+        reader.capture(timeout=5.0).image    # the poor print
+        reader.capture(timeout=5.0).image    # good_1, then good_2, ... forever
+
+The samples are synthetic (tools/make_fingerprint_samples.py): no real person's
+fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import numpy as np
+
+from kiosk.drivers.base import (
+    FingerprintCapture,
+    Health,
+    HealthStatus,
+    ModuleBase,
+    ModuleInfo,
+    ModuleKind,
+    Outcome,
+)
+from kiosk.drivers.scripted import BehaviourScript, simulate_latency
+from kiosk.errors import DeviceUnavailable
+
+SAMPLES = Path(__file__).parent / "samples"
+GOOD_SAMPLES = ("good_1", "good_2", "good_3", "good_4")
+IMAGE_SHAPE = (288, 256)  # height x width of an R307/AS608 image
+TEMPLATE_SIZE = 512  # bytes, as an R307 character file (two 256-byte buffers)
+
+
+@cache
+def _sample_gray(name: str) -> np.ndarray:
+    path = SAMPLES / f"{name}.png"
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise FileNotFoundError(f"sample image {path} is missing or unreadable")
+    image.flags.writeable = False  # cached and shared: every capture gets its own copy
+    return image
+
+
+def simulated_template(image: np.ndarray) -> bytes:
+    """A stable stand-in for the sensor's template: a digest of the image.
+
+    SIMULATED: a real sensor extracts minutiae; this only has the right size
+    and is the same for the same image, which is all the packet needs.
+    """
+    digest = hashlib.shake_256(b"rekam simulated template\0" + image.tobytes())
+    return digest.digest(TEMPLATE_SIZE)
+
+
+class FakeFingerprintReader(ModuleBase):
+    """Simulated R307-like reader: 256 x 288 synthetic prints at 500 dpi, by script.
+
+    Options (all from the station config): ``script`` of behaviour names,
+    ``fail_on_call`` (1-based), ``serial``, and ``delay`` seconds per capture
+    to imitate the time a finger takes; a delay beyond the timeout gives
+    NO_FINGER, as a real reader would.
+    """
+
+    kind: ClassVar[ModuleKind] = ModuleKind.FINGERPRINT
+    BEHAVIOURS: ClassVar[tuple[str, ...]] = ("good", "poor", "no_finger", "unplugged")
+
+    def __init__(
+        self,
+        *,
+        script: Sequence[str] = ("good",),
+        fail_on_call: int | None = None,
+        serial: str = "SIM-FPR-0001",
+        delay: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self._script = BehaviourScript(script, self.BEHAVIOURS, fail_on_call)
+        self._serial = serial
+        self._delay = float(delay)
+        self._good_served = 0
+
+    def info(self) -> ModuleInfo:
+        return ModuleInfo(
+            kind=self.kind,
+            driver="fake",
+            model="Rekam SimFinger R307",
+            serial=self._serial,
+            firmware="sim-1.0",
+            simulated=True,
+        )
+
+    def capture(self, timeout: float) -> FingerprintCapture:
+        """One impression for the next behaviour of the script."""
+        with self._lock:
+            self._check_open()
+            behaviour, forced_failure = self._script.advance()
+            call = self._script.calls
+            if forced_failure or behaviour == "unplugged":
+                raise DeviceUnavailable(
+                    f"fingerprint reader not answering (simulated, call {call})"
+                )
+            image: np.ndarray | None = None
+            if behaviour == "good":
+                image = _sample_gray(GOOD_SAMPLES[self._good_served % len(GOOD_SAMPLES)])
+                self._good_served += 1
+            elif behaviour == "poor":
+                image = _sample_gray("poor")
+        # Sleeps outside the lock, so close() from another thread is never held up.
+        finger_came = simulate_latency(self._delay, timeout)
+        self._check_open()  # closed while waiting for the finger
+        if image is None or not finger_came:
+            return FingerprintCapture(outcome=Outcome.NO_FINGER, module=self.info())
+        return FingerprintCapture(
+            outcome=Outcome.CAPTURED,
+            module=self.info(),
+            image=image.copy(),
+            template=simulated_template(image),
+            dpi=500,
+        )
+
+    def _health(self) -> Health:
+        with self._lock:
+            upcoming = self._script.peek()
+        if upcoming == "unplugged":
+            return Health(HealthStatus.FAILED, "fingerprint reader not answering (simulated)")
+        return Health(HealthStatus.OK)
+
+    def _self_test(self) -> str:
+        # Like the R307's handshake plus an image read, without consuming the script.
+        with self._lock:
+            upcoming = self._script.peek()
+        if upcoming == "unplugged":
+            raise DeviceUnavailable("fingerprint reader not answering (simulated)")
+        for name in (*GOOD_SAMPLES, "poor"):
+            shape = _sample_gray(name).shape
+            if shape != IMAGE_SHAPE:
+                raise ValueError(f"sample {name} is {shape}, expected {IMAGE_SHAPE}")
+        return f"sensor answered; image {IMAGE_SHAPE[1]}x{IMAGE_SHAPE[0]} (simulated)"

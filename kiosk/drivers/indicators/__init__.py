@@ -1,0 +1,1 @@
+"""Indicator backends: status light, buzzer and the call-operator button."""

@@ -1,0 +1,1 @@
+"""Enrollment flow: the steps a citizen walks through at the kiosk."""

@@ -1,0 +1,87 @@
+"""What one citizen's enrollment holds while it is being recorded.
+
+These records live only in memory until the enrollment is saved; cancelling or
+an idle timeout drops them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from kiosk.drivers.base import FingerprintCapture, ModuleInfo, SignatureCapture
+from kiosk.flow.fingers import Finger, FingerException
+from kiosk.flow.nik import Nik
+from kiosk.quality.face import FaceQuality
+from kiosk.quality.fingerprint import FingerprintQuality
+from kiosk.quality.signature import SignatureQuality
+
+CONSENT_NOTICE = "consent-notice-2026-11-v1"  # bump when the consent text changes
+
+
+def new_enrollment_id(station_id: str, when: datetime) -> str:
+    """Station, date and 6 random hex digits: readable aloud, unique in practice."""
+    return f"{station_id}-{when:%Y%m%d}-{secrets.token_hex(3).upper()}"
+
+
+@dataclass(frozen=True)
+class Consent:
+    notice: str
+    language: str
+    given_at: datetime
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    image: np.ndarray  # RGB
+    quality: FaceQuality
+    module: ModuleInfo
+    attempts: int
+
+
+@dataclass(frozen=True)
+class FingerRecord:
+    finger: Finger
+    attempts: int
+    capture: FingerprintCapture | None = None
+    quality: FingerprintQuality | None = None
+    exception: FingerException | None = None
+
+    @property
+    def flagged(self) -> bool:
+        """The operator must look at this finger before approving."""
+        return self.exception is not None
+
+
+@dataclass(frozen=True)
+class SignatureRecord:
+    capture: SignatureCapture
+    quality: SignatureQuality
+    image: np.ndarray  # grayscale, ink black on white
+
+
+@dataclass
+class Enrollment:
+    enrollment_id: str
+    station_id: str
+    started_at: datetime
+    language: str
+    nik: Nik | None = None
+    consent: Consent | None = None
+    face: FaceRecord | None = None
+    fingers: dict[Finger, FingerRecord] = field(default_factory=dict)
+    signature: SignatureRecord | None = None
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flagged_fingers(self) -> list[FingerRecord]:
+        return [record for record in self.fingers.values() if record.flagged]
+
+    @property
+    def complete(self) -> bool:
+        return bool(
+            self.nik and self.consent and self.face and self.signature and len(self.fingers) == 10
+        )

@@ -1,0 +1,122 @@
+"""Build the packet of a finished enrollment: a JSON manifest plus its files.
+
+The format is documented in docs/packet-format.md. Sealing (encryption to the
+hub, signature by the station) wraps this packet in a later version; until
+then only packets from simulated modules may be stored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import cv2
+import numpy as np
+
+from kiosk import __version__
+from kiosk.drivers.base import ModuleInfo, ModuleKind
+from kiosk.flow.enrollment import Enrollment
+
+SCHEMA_VERSION = 1
+FACE_JPEG_QUALITY = 95  # ICAO 9303 asks for little compression on the portrait
+
+
+@dataclass(frozen=True)
+class Packet:
+    enrollment_id: str
+    manifest: dict
+    files: dict[str, bytes]  # name -> content, e.g. "face.jpg", "finger-01.png"
+
+    @property
+    def simulated(self) -> bool:
+        """True when every module that captured was a fake or an emulator."""
+        return all(module["simulated"] for module in self.manifest["modules"].values())
+
+    def manifest_json(self) -> bytes:
+        return json.dumps(self.manifest, ensure_ascii=False, sort_keys=True, indent=1).encode()
+
+
+def _encode(extension: str, image: np.ndarray, *params: int) -> bytes:
+    ok, data = cv2.imencode(extension, image, list(params))
+    if not ok:
+        raise ValueError(f"could not encode {extension}")
+    return data.tobytes()
+
+
+def build_packet(
+    enrollment: Enrollment, modules: dict[ModuleKind, ModuleInfo], finished_at: datetime
+) -> Packet:
+    """The packet for a complete enrollment (see Enrollment.complete)."""
+    face, signature, nik, consent = (
+        enrollment.face,
+        enrollment.signature,
+        enrollment.nik,
+        enrollment.consent,
+    )
+    files = {
+        "face.jpg": _encode(
+            ".jpg",
+            cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR),
+            cv2.IMWRITE_JPEG_QUALITY,
+            FACE_JPEG_QUALITY,
+        ),
+        "signature.png": _encode(".png", signature.image),
+        "signature-strokes.json": json.dumps(
+            {"aspect": signature.capture.aspect, "strokes": signature.capture.strokes}
+        ).encode(),
+    }
+    fingers = []
+    for finger, record in sorted(enrollment.fingers.items()):
+        entry = {
+            "position": int(finger),
+            "name": finger.name.lower(),
+            "attempts": record.attempts,
+            "exception": record.exception and str(record.exception),
+            "quality": record.quality and round(record.quality.score, 3),
+            "image": None,
+        }
+        if record.capture is not None and record.capture.image is not None:
+            name = f"finger-{int(finger):02d}.png"
+            files[name] = _encode(".png", record.capture.image)
+            entry["image"] = name
+            entry["dpi"] = record.capture.dpi
+            if record.capture.template:
+                files[f"finger-{int(finger):02d}.template"] = record.capture.template
+        fingers.append(entry)
+
+    manifest = {
+        "schema": SCHEMA_VERSION,
+        "enrollment_id": enrollment.enrollment_id,
+        "software": f"rekam-kiosk {__version__}",
+        "station": {"id": enrollment.station_id},
+        "operator": None,  # operator login comes with the operator console
+        "nik": nik.digits,
+        "language": enrollment.language,
+        "consent": {
+            "notice": consent.notice,
+            "language": consent.language,
+            "given_at": consent.given_at.isoformat(),
+        },
+        "started_at": enrollment.started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "step_seconds": {step: round(s, 3) for step, s in enrollment.step_seconds.items()},
+        "face": {
+            "image": "face.jpg",
+            "attempts": face.attempts,
+            "quality": round(face.quality.score, 3),
+            "module": str(ModuleKind.CAMERA),
+        },
+        "fingers": fingers,
+        "signature": {
+            "image": "signature.png",
+            "strokes": "signature-strokes.json",
+            "stroke_count": signature.quality.stroke_count,
+        },
+        "exceptions": [
+            {"finger": int(r.finger), "reason": str(r.exception)}
+            for r in enrollment.flagged_fingers
+        ],
+        "modules": {str(kind): info.as_dict() for kind, info in modules.items()},
+    }
+    return Packet(enrollment.enrollment_id, manifest, files)

@@ -1,0 +1,39 @@
+"""Done: the receipt, with the enrollment id as text and as a QR code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import qrcode
+from kivy.properties import NumericProperty, StringProperty
+
+from kiosk.flow.machine import Step
+from kiosk.screens.base import KioskScreen, texture_from_array
+
+
+def qr_image(text: str, scale: int = 8) -> np.ndarray:
+    """The QR code of ``text``: black modules on white, with the quiet zone."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    code.add_data(text)
+    modules = np.array(code.get_matrix(), dtype=bool)
+    image = np.where(modules, 0, 255).astype(np.uint8)
+    return np.kron(image, np.ones((scale, scale), dtype=np.uint8))
+
+
+class DoneScreen(KioskScreen):
+    step = Step.DONE
+    kv = Path(__file__).with_suffix(".kv")
+    enrollment_id = StringProperty("")
+    flagged = NumericProperty(0)  # fingers the operator must look at
+
+    def entered(self) -> None:
+        flow = self.flow
+        self.enrollment_id = flow.saved_id or ""
+        self.flagged = len(flow.enrollment.flagged_fingers) if flow.enrollment else 0
+        texture = texture_from_array(qr_image(self.enrollment_id))
+        texture.mag_filter = "nearest"  # keep the modules sharp when scaled
+        self.ids.qr.texture = texture
+
+    def finish(self) -> None:
+        self.flow.finish()

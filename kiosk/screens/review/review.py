@@ -1,0 +1,57 @@
+"""Review: every capture on one screen; any one can be taken again; then save."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kivy.properties import NumericProperty, ObjectProperty, StringProperty
+from kivy.uix.behaviors import ButtonBehavior
+from kivy.uix.boxlayout import BoxLayout
+
+from kiosk.flow.fingers import FINGER_ORDER, Finger
+from kiosk.flow.machine import Retake, Step
+from kiosk.screens.base import KioskScreen, texture_from_array
+
+
+class ReviewTile(ButtonBehavior, BoxLayout):
+    """One capture on the review: its picture, a caption, and a red status when flagged."""
+
+    texture = ObjectProperty(None, allownone=True)
+    caption = StringProperty("")
+    status = StringProperty("")
+
+
+class FingerTile(ReviewTile):
+    finger = NumericProperty(0)
+
+
+class ReviewScreen(KioskScreen):
+    step = Step.REVIEW
+    kv = Path(__file__).with_suffix(".kv")
+    problem = StringProperty("")
+
+    def refresh(self) -> None:
+        enrollment = self.flow.enrollment
+        if enrollment is None or not enrollment.complete:
+            return
+        self.problem = self.flow.problem or ""
+        self.ids.face.texture = texture_from_array(enrollment.face.image)
+        self.ids.signature.texture = texture_from_array(enrollment.signature.image)
+        grid = self.ids.fingers
+        grid.clear_widgets()
+        for finger in FINGER_ORDER:
+            record = enrollment.fingers[finger]
+            tile = FingerTile(
+                finger=int(finger),
+                caption=self.t(finger.label_key),
+                status=self.t(record.exception.label_key) if record.exception else "",
+            )
+            if record.capture is not None and record.capture.image is not None:
+                tile.texture = texture_from_array(record.capture.image)
+            grid.add_widget(tile)
+
+    def retake(self, item: str | int) -> None:
+        self.flow.retake(Finger(item) if isinstance(item, int) else Retake(item))
+
+    def save(self) -> None:
+        self.flow.save()

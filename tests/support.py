@@ -1,0 +1,43 @@
+"""Test helpers shared by the flow, store and UI tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kiosk.drivers.camera.fake import FakeCamera
+from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
+from kiosk.drivers.indicators.fake import FakeIndicators
+from kiosk.drivers.signature.fake import FakeSignaturePad
+from kiosk.drivers.station import StationModules
+
+VALID_NIK = "3201014101900001"  # Kab. Bogor, a woman born 1 January 1990
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def fake_modules(
+    camera: Sequence[str] = ("face",),
+    fingerprint: Sequence[str] = ("good",),
+    signature: Sequence[str] = ("drawn",),
+    camera_fail_on: int | None = None,
+    reader_fail_on: int | None = None,
+) -> StationModules:
+    modules = StationModules(
+        camera=FakeCamera(script=list(camera), fail_on_call=camera_fail_on),
+        fingerprint=FakeFingerprintReader(script=list(fingerprint), fail_on_call=reader_fail_on),
+        signature=FakeSignaturePad(script=list(signature)),
+        indicators=FakeIndicators(),
+    )
+    modules.open()
+    return modules

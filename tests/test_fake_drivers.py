@@ -1,0 +1,495 @@
+"""Contract and behaviour tests for the fake backends (and the touchscreen pad)."""
+
+from __future__ import annotations
+
+import importlib
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kiosk.drivers.base import (
+    Camera,
+    FingerprintReader,
+    HealthStatus,
+    Indicators,
+    ModuleBase,
+    ModuleKind,
+    Outcome,
+    Signal,
+    SignaturePad,
+)
+from kiosk.drivers.camera.fake import BehaviourScript, FakeCamera
+from kiosk.drivers.fingerprint.fake import FakeFingerprintReader, simulated_template
+from kiosk.drivers.indicators.fake import FakeIndicators
+from kiosk.drivers.signature.fake import FakeSignaturePad, scripted_signature
+from kiosk.drivers.signature.touch import TouchSignaturePad
+from kiosk.errors import CaptureTimeout, DeviceClosed, DeviceUnavailable
+from kiosk.quality import assess_signature
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Backend:
+    make: Callable[[], ModuleBase]
+    protocol: type
+    kind: ModuleKind
+    driver: str
+    simulated: bool
+    use: Callable[[ModuleBase], object]  # a call that needs the device open
+
+
+def _sign(pad) -> object:
+    pad.begin()
+    pad.add_stroke([(0.1, 0.5, 0.0), (0.9, 0.5, 0.5)])
+    return pad.collect(timeout=1.0)
+
+
+BACKENDS = {
+    "camera": Backend(
+        FakeCamera, Camera, ModuleKind.CAMERA, "fake", True, lambda d: d.capture(timeout=1.0)
+    ),
+    "fingerprint": Backend(
+        FakeFingerprintReader,
+        FingerprintReader,
+        ModuleKind.FINGERPRINT,
+        "fake",
+        True,
+        lambda d: d.capture(timeout=1.0),
+    ),
+    "signature": Backend(FakeSignaturePad, SignaturePad, ModuleKind.SIGNATURE, "fake", True, _sign),
+    "touch": Backend(TouchSignaturePad, SignaturePad, ModuleKind.SIGNATURE, "touch", False, _sign),
+    "indicators": Backend(
+        FakeIndicators,
+        Indicators,
+        ModuleKind.INDICATORS,
+        "fake",
+        True,
+        lambda d: d.signal(Signal.IDLE),
+    ),
+}
+
+
+@pytest.fixture(params=list(BACKENDS), ids=list(BACKENDS))
+def backend(request) -> Backend:
+    return BACKENDS[request.param]
+
+
+# --- the contract every backend keeps ---------------------------------------------
+
+
+def test_satisfies_its_protocol(backend):
+    device = backend.make()
+    assert isinstance(device, backend.protocol)
+    assert device.kind is backend.kind
+
+
+def test_open_and_close_are_idempotent(backend):
+    device = backend.make()
+    assert device.closed
+    device.open()
+    device.open()
+    assert not device.closed
+    backend.use(device)
+    device.close()
+    device.close()
+    assert device.closed
+
+
+def test_context_manager_opens_and_closes(backend):
+    device = backend.make()
+    with device as entered:
+        assert entered is device
+        assert not device.closed
+        backend.use(device)
+    assert device.closed
+
+
+def test_use_before_open_or_after_close_raises_device_closed(backend):
+    device = backend.make()
+    with pytest.raises(DeviceClosed):
+        backend.use(device)
+    device.open()
+    device.close()
+    with pytest.raises(DeviceClosed):
+        backend.use(device)
+
+
+def test_info_describes_the_module(backend):
+    info = backend.make().info()
+    assert info.kind is backend.kind
+    assert info.driver == backend.driver
+    assert info.simulated is backend.simulated
+    assert info.model and info.serial
+    assert info.as_dict()["simulated"] is backend.simulated
+
+
+def test_serial_comes_from_the_config():
+    for make in (FakeCamera, FakeFingerprintReader, FakeSignaturePad, FakeIndicators):
+        assert make(serial="BOX-7").info().serial == "BOX-7"
+    assert TouchSignaturePad(serial="DSI-7in-0042").info().serial == "DSI-7in-0042"
+
+
+def test_health_is_ok_when_open_and_failed_not_raised_when_closed(backend):
+    device = backend.make()
+    assert device.health().status is HealthStatus.FAILED
+    with device:
+        assert device.health().ok
+    closed = device.health()
+    assert closed.status is HealthStatus.FAILED
+    assert "closed" in closed.detail
+
+
+def test_self_test_passes_when_open_and_fails_when_closed(backend):
+    device = backend.make()
+    assert not device.self_test().passed
+    with device:
+        result = device.self_test()
+        assert result.passed, result.detail
+        assert result.detail
+        assert result.duration_s >= 0
+
+
+def test_entry_points_name_these_classes():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    groups = config["project"]["entry-points"]
+    expected = {
+        ("camera", "fake"): FakeCamera,
+        ("fingerprint", "fake"): FakeFingerprintReader,
+        ("signature", "fake"): FakeSignaturePad,
+        ("signature", "touch"): TouchSignaturePad,
+        ("indicators", "fake"): FakeIndicators,
+    }
+    for (kind, name), cls in expected.items():
+        module_name, class_name = groups[f"rekam_kiosk.{kind}"][name].split(":")
+        assert getattr(importlib.import_module(module_name), class_name) is cls
+
+
+# --- scripts ----------------------------------------------------------------------
+
+
+def test_behaviour_script_repeats_its_last_entry():
+    script = BehaviourScript(["a", "b"], valid=("a", "b"))
+    assert [script.advance()[0] for _ in range(5)] == ["a", "b", "b", "b", "b"]
+    assert script.calls == 5
+
+
+def test_behaviour_script_peek_does_not_consume():
+    script = BehaviourScript(["a", "b"], valid=("a", "b"))
+    assert script.peek() == "a"
+    assert script.peek() == "a"
+    assert script.advance() == ("a", False)
+    assert script.peek() == "b"
+
+
+def test_behaviour_script_accepts_a_single_name():
+    assert BehaviourScript("b", valid=("a", "b")).advance() == ("b", False)
+
+
+@pytest.mark.parametrize(
+    ("make", "valid"),
+    [
+        (FakeCamera, "face, no_face, dark, fail"),
+        (FakeFingerprintReader, "good, poor, no_finger, unplugged"),
+        (FakeSignaturePad, "drawn, blank"),
+    ],
+)
+def test_unknown_behaviour_is_a_clear_error(make, valid):
+    with pytest.raises(ValueError, match="smile") as raised:
+        make(script=["smile"])
+    assert valid in str(raised.value)
+    with pytest.raises(ValueError, match="empty script"):
+        make(script=[])
+
+
+@pytest.mark.parametrize("make", [FakeCamera, FakeFingerprintReader])
+def test_fail_on_call_counts_from_one(make):
+    with pytest.raises(ValueError, match="from 1"):
+        make(fail_on_call=0)
+
+
+# --- camera -----------------------------------------------------------------------
+
+
+def _grey_mean(image: np.ndarray) -> float:
+    return float(image.mean())
+
+
+def test_camera_follows_its_script_and_repeats_the_last_entry():
+    with FakeCamera(script=["dark", "no_face", "face"]) as camera:
+        frames = [camera.capture(timeout=1.0).image for _ in range(5)]
+    assert _grey_mean(frames[0]) < 25  # dark
+    assert not np.array_equal(frames[1], frames[2])  # no_face, then face
+    assert all(np.array_equal(frames[2], later) for later in frames[3:])
+
+
+def test_camera_frames_are_640x480_rgb_and_read_only_copies():
+    with FakeCamera() as camera:
+        first, second = camera.capture(timeout=1.0), camera.capture(timeout=1.0)
+    assert first.image.shape == (480, 640, 3)
+    assert first.image.dtype == np.uint8
+    assert not first.image.flags.writeable
+    assert first.image is not second.image
+    assert first.module.simulated
+
+
+def test_camera_dark_frame_has_grey_mean_near_15():
+    with FakeCamera(script=["dark"]) as camera:
+        frame = camera.capture(timeout=1.0)
+    grey = frame.image @ np.array([0.299, 0.587, 0.114])
+    assert 12 <= grey.mean() <= 18
+
+
+def test_camera_fail_behaviour_raises_device_unavailable():
+    with FakeCamera(script=["face", "fail", "face"]) as camera:
+        camera.capture(timeout=1.0)
+        assert camera.health().status is HealthStatus.FAILED  # the next call will fail
+        assert not camera.self_test().passed
+        with pytest.raises(DeviceUnavailable, match="simulated"):
+            camera.capture(timeout=1.0)
+        assert camera.health().ok
+        assert camera.capture(timeout=1.0).image.shape == (480, 640, 3)
+
+
+def test_camera_fail_on_call_fails_only_that_call_and_consumes_its_entry():
+    with FakeCamera(script=["dark", "no_face", "face"], fail_on_call=2) as camera:
+        assert _grey_mean(camera.capture(timeout=1.0).image) < 25
+        with pytest.raises(OSError, match="call 2"):  # DeviceUnavailable is an OSError
+            camera.capture(timeout=1.0)
+        third = camera.capture(timeout=1.0).image
+        fourth = camera.capture(timeout=1.0).image
+    assert np.array_equal(third, fourth)  # "face", the repeating last entry
+
+
+def test_camera_self_test_does_not_consume_the_script():
+    with FakeCamera(script=["dark", "face"]) as camera:
+        assert camera.self_test().passed
+        assert _grey_mean(camera.capture(timeout=1.0).image) < 25
+
+
+def test_camera_delay_imitates_latency_and_times_out():
+    with FakeCamera(delay=0.05) as camera:
+        start = time.monotonic()
+        camera.capture(timeout=1.0)
+        assert time.monotonic() - start >= 0.05
+        start = time.monotonic()
+        with pytest.raises(CaptureTimeout):
+            camera.capture(timeout=0.01)
+        assert time.monotonic() - start < 0.05
+
+
+def test_fakes_do_not_sleep_by_default():
+    start = time.monotonic()
+    with FakeCamera() as camera, FakeFingerprintReader() as reader:
+        for _ in range(20):
+            camera.capture(timeout=5.0)
+            reader.capture(timeout=5.0)
+    assert time.monotonic() - start < 2.0
+
+
+# --- fingerprint reader -----------------------------------------------------------
+
+
+def test_reader_good_cycles_through_four_distinct_prints():
+    with FakeFingerprintReader() as reader:
+        captures = [reader.capture(timeout=1.0) for _ in range(5)]
+    images = [capture.image for capture in captures]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not np.array_equal(images[i], images[j])
+    assert np.array_equal(images[4], images[0])
+    assert all(capture.outcome is Outcome.CAPTURED for capture in captures)
+
+
+def test_reader_images_are_r307_sized_grayscale_at_500_dpi():
+    with FakeFingerprintReader(script=["good", "poor"]) as reader:
+        for _ in range(2):
+            capture = reader.capture(timeout=1.0)
+            assert capture.image.shape == (288, 256)
+            assert capture.image.dtype == np.uint8
+            assert not capture.image.flags.writeable
+            assert capture.dpi == 500
+
+
+def test_reader_template_is_a_stable_512_byte_digest():
+    with FakeFingerprintReader() as reader:
+        first = [reader.capture(timeout=1.0) for _ in range(4)]
+        again = reader.capture(timeout=1.0)
+    assert len(first[0].template) == 512
+    assert again.template == first[0].template
+    assert len({capture.template for capture in first}) == 4
+    assert simulated_template(first[1].image) == first[1].template
+
+
+def test_reader_no_finger_is_an_outcome_not_an_error():
+    with FakeFingerprintReader(script=["no_finger", "good"]) as reader:
+        capture = reader.capture(timeout=1.0)
+        assert capture.outcome is Outcome.NO_FINGER
+        assert capture.image is None
+        assert capture.template == b""
+        assert reader.capture(timeout=1.0).outcome is Outcome.CAPTURED
+
+
+def test_reader_unplugged_raises_and_shows_in_health():
+    with FakeFingerprintReader(script=["good", "unplugged"]) as reader:
+        reader.capture(timeout=1.0)
+        assert reader.health().status is HealthStatus.FAILED
+        assert not reader.self_test().passed
+        for _ in range(3):  # the last entry repeats: it stays unplugged
+            with pytest.raises(DeviceUnavailable):
+                reader.capture(timeout=1.0)
+
+
+def test_reader_fail_on_call():
+    with FakeFingerprintReader(fail_on_call=3) as reader:
+        reader.capture(timeout=1.0)
+        reader.capture(timeout=1.0)
+        with pytest.raises(DeviceUnavailable, match="call 3"):
+            reader.capture(timeout=1.0)
+        assert reader.capture(timeout=1.0).outcome is Outcome.CAPTURED
+
+
+def test_reader_finger_later_than_the_timeout_is_no_finger():
+    with FakeFingerprintReader(delay=0.2) as reader:
+        start = time.monotonic()
+        capture = reader.capture(timeout=0.01)
+        assert capture.outcome is Outcome.NO_FINGER
+        assert time.monotonic() - start < 0.15
+
+
+# --- signature pads ---------------------------------------------------------------
+
+
+STROKE = [(0.1, 0.5, 0.0), (0.5, 0.2, 0.2), (0.9, 0.6, 0.4)]
+
+
+@pytest.mark.parametrize("make", [TouchSignaturePad, FakeSignaturePad])
+def test_pad_returns_the_fed_strokes(make):
+    with make(aspect=2.5) as pad:
+        pad.begin()
+        pad.add_stroke(STROKE)
+        pad.add_stroke([])  # a touch that drew nothing
+        capture = pad.collect(timeout=1.0)
+    assert capture.outcome is Outcome.CAPTURED
+    assert capture.strokes == (tuple(STROKE),)
+    assert capture.aspect == 2.5
+
+
+@pytest.mark.parametrize(
+    "make", [TouchSignaturePad, lambda: FakeSignaturePad(script=["blank"])], ids=["touch", "fake"]
+)
+def test_pad_begin_clears_the_strokes(make):
+    with make() as pad:
+        pad.begin()
+        pad.add_stroke(STROKE)
+        pad.begin()
+        assert pad.collect(timeout=1.0).outcome is Outcome.NO_SIGNATURE
+
+
+def test_touch_pad_clamps_points_to_the_box_and_rejects_malformed_ones():
+    with TouchSignaturePad() as pad:
+        pad.add_stroke([(-0.2, 1.3, 0.0), (0.5, 0.5, 0.1)])
+        assert pad.collect(timeout=1.0).strokes[0][0] == (0.0, 1.0, 0.0)
+        with pytest.raises(ValueError, match=r"\(x, y, t\)"):
+            pad.add_stroke([(0.5, 0.5)])
+        with pytest.raises(ValueError, match="finite"):
+            pad.add_stroke([(float("nan"), 0.5, 0.0)])
+        assert len(pad.collect(timeout=1.0).strokes) == 1
+
+
+def test_touch_pad_with_nothing_drawn_has_no_signature():
+    with TouchSignaturePad() as pad:
+        pad.begin()
+        capture = pad.collect(timeout=1.0)
+    assert capture.outcome is Outcome.NO_SIGNATURE
+    assert capture.strokes == ()
+
+
+def test_fake_pad_signs_by_script_one_entry_per_signature():
+    with FakeSignaturePad(script=["blank", "drawn"]) as pad:
+        pad.begin()
+        assert pad.collect(timeout=1.0).outcome is Outcome.NO_SIGNATURE
+        assert pad.collect(timeout=1.0).outcome is Outcome.NO_SIGNATURE  # same signature
+        pad.begin()
+        drawn = pad.collect(timeout=1.0)
+        pad.begin()
+        again = pad.collect(timeout=1.0)
+    assert drawn.outcome is Outcome.CAPTURED
+    assert drawn.strokes == scripted_signature(3.0)
+    assert again.strokes == drawn.strokes
+
+
+def test_fake_pad_collect_without_begin_uses_the_first_entry():
+    with FakeSignaturePad(script=["drawn", "blank"]) as pad:
+        assert pad.collect(timeout=1.0).outcome is Outcome.CAPTURED
+        pad.begin()
+        assert pad.collect(timeout=1.0).outcome is Outcome.NO_SIGNATURE
+
+
+def test_scripted_signature_is_plausible_and_passes_the_check():
+    strokes = scripted_signature(3.0)
+    assert len(strokes) >= 2
+    quality = assess_signature(strokes, aspect=3.0)
+    assert quality.ok, quality
+    assert quality.ink_length > 1.0
+    times = [point[2] for stroke in strokes for point in stroke]
+    assert times == sorted(times)
+    coords = np.array([point[:2] for stroke in strokes for point in stroke])
+    assert coords.min() >= 0.0 and coords.max() <= 1.0
+
+
+def test_fake_pad_is_not_a_copy_of_the_touch_pad():
+    assert issubclass(FakeSignaturePad, TouchSignaturePad)
+    assert "add_stroke" not in vars(FakeSignaturePad)
+    assert "collect" not in vars(FakeSignaturePad)
+
+
+# --- indicators -------------------------------------------------------------------
+
+
+def test_indicators_record_every_signal():
+    with FakeIndicators() as lights:
+        assert lights.current is None
+        lights.signal(Signal.WORKING)
+        lights.signal(Signal.SUCCESS)
+        lights.signal("retry")
+        assert lights.history == [Signal.WORKING, Signal.SUCCESS, Signal.RETRY]
+        assert lights.current is Signal.RETRY
+        with pytest.raises(ValueError):
+            lights.signal("disco")
+        assert lights.current is Signal.RETRY
+
+
+def test_call_button_press_runs_the_callback():
+    pressed: list[str] = []
+    with FakeIndicators() as lights:
+        assert lights.press_call_button() is False  # nobody listening yet
+        lights.on_call_button(lambda: pressed.append("call"))
+        assert lights.press_call_button() is True
+        assert lights.press_call_button() is True
+        lights.on_call_button(None)
+        assert lights.press_call_button() is False
+    assert pressed == ["call", "call"]
+
+
+def test_call_button_callback_may_signal_back():
+    with FakeIndicators() as lights:
+        lights.on_call_button(lambda: lights.signal(Signal.ATTENTION))
+        lights.press_call_button()
+        assert lights.current is Signal.ATTENTION
+
+
+def test_closed_indicators_hear_no_presses():
+    pressed: list[bool] = []
+    lights = FakeIndicators()
+    with lights:
+        lights.on_call_button(lambda: pressed.append(True))
+    assert lights.press_call_button() is False
+    assert pressed == []
+    with pytest.raises(DeviceClosed):
+        lights.on_call_button(lambda: None)
