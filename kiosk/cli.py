@@ -17,6 +17,11 @@ from kiosk.errors import KioskError
 def _run(args: argparse.Namespace) -> int:
     path = SIMULATION_PATH if args.simulate else args.config
     config = load_config(path)
+    # Constructing (not opening) the modules finds unknown drivers and bad options
+    # now, as a one-line error, before Kivy opens a window.
+    from kiosk.drivers.station import StationModules
+
+    StationModules.from_config(config, simulate=args.simulate)
     from kiosk.app import run_kiosk  # Kivy is imported only for the window
 
     return run_kiosk(config, simulate=args.simulate, fullscreen=args.fullscreen)
@@ -38,6 +43,13 @@ def _simulate(args: argparse.Namespace) -> int:
             print(f"median per citizen:  {summary['citizen_median_seconds'] * 1000:8.1f} ms")
             print(f"slowest citizen:     {summary['citizen_max_seconds'] * 1000:8.1f} ms")
     return 0 if report.completed == args.citizens else 1
+
+
+def _citizen_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 citizen, got {count}")
+    return count
 
 
 def parser() -> argparse.ArgumentParser:
@@ -62,7 +74,9 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     sim = commands.add_parser("simulate", help="run enrollments headless and time them")
-    sim.add_argument("--citizens", type=int, default=20, help="how many enrollments (default 20)")
+    sim.add_argument(
+        "--citizens", type=_citizen_count, default=20, help="how many enrollments (default 20)"
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON object")
     sim.add_argument("--data-dir", type=Path, help="keep the store here (default: a temp dir)")
     sim.add_argument("--seed", type=int, default=1, help="seed for the simulated citizens")

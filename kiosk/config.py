@@ -108,6 +108,8 @@ def load_config(path: Path | str) -> StationConfig:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:  # tomllib decodes before parsing: a damaged file
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     return _parse(_Reader(path, data))
@@ -123,7 +125,10 @@ def _parse(r: _Reader) -> StationConfig:
     language = r.get("station.language", str, f"one of {', '.join(LANGUAGES)}", "id")
     if language not in LANGUAGES:
         raise r.fail("station.language", f"one of {', '.join(LANGUAGES)}", language)
-    data_dir = Path(r.get("station.data_dir", str, "a folder path")).expanduser()
+    data_dir_text = r.get("station.data_dir", str, "a folder path")
+    if not data_dir_text.strip():  # Path("") is the current folder: data would land anywhere
+        raise r.fail("station.data_dir", "a folder path", data_dir_text)
+    data_dir = Path(data_dir_text).expanduser()
 
     modules = {}
     for kind in ModuleKind:

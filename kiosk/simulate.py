@@ -42,8 +42,10 @@ class SimulationReport:
         return {
             "completed": self.completed,
             "failed": self.failed,
-            "step_median_seconds": {
-                step: statistics.median(values) for step, values in self.step_seconds.items()
+            "step_median_seconds": {  # in the order the citizen walks through them
+                str(step): statistics.median(self.step_seconds[step])
+                for step in Step
+                if step in self.step_seconds
             },
             "citizen_median_seconds": statistics.median(self.citizen_seconds)
             if self.citizen_seconds

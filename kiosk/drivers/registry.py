@@ -42,5 +42,5 @@ def create(kind: ModuleKind, name: str, options: dict[str, Any] | None = None) -
     cls = backend_class(kind, name)
     try:
         return cls(**(options or {}))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # an unknown option, or a known one with a bad value
         raise ConfigError(f"{kind} driver {name!r} does not accept these options: {exc}") from exc

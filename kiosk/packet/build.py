@@ -31,7 +31,9 @@ class Packet:
     @property
     def simulated(self) -> bool:
         """True when every module that captured was a fake or an emulator."""
-        return all(module["simulated"] for module in self.manifest["modules"].values())
+        modules = self.manifest["modules"].values()
+        # no module identity at all is not proof of a simulation: treat it as real
+        return bool(modules) and all(module["simulated"] for module in modules)
 
     def manifest_json(self) -> bytes:
         return json.dumps(self.manifest, ensure_ascii=False, sort_keys=True, indent=1).encode()

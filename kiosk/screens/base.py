@@ -8,6 +8,7 @@ change of the flow while the screen is shown.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +71,19 @@ def in_background(work: Callable[[], Any], then: Callable[[Any], None]) -> None:
         Clock.schedule_once(lambda _dt: then(result))
 
     threading.Thread(target=run, name="device-call", daemon=True).start()
+
+
+def on_this_step(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a touch handler do nothing once the flow has left the screen's step:
+    a second quick tap can arrive before the screen has changed."""
+
+    @functools.wraps(handler)
+    def guarded(self: KioskScreen, *args: Any) -> Any:
+        if self.flow.step is self.step:
+            return handler(self, *args)
+        return None
+
+    return guarded
 
 
 class KioskScreen(Screen):
@@ -137,6 +151,7 @@ class CapturingScreen(KioskScreen):
     def on_leave(self, *_args: Any) -> None:
         self._visit += 1
 
+    @on_this_step
     def try_again(self) -> None:
         self.needs_help = False
         self.problem = ""

@@ -7,6 +7,7 @@ real biometrics must never rest on disk in clear.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -35,9 +36,10 @@ SCHEMA_VERSION = 1
 
 def _explain(exc: sqlite3.Error, path: Path) -> str:
     text = str(exc)
-    if "full" in text:
+    code = getattr(exc, "sqlite_errorname", "")
+    if code == "SQLITE_FULL" or "database or disk is full" in text:
         return f"{path}: the disk is full; free space or carry packets off on a USB stick"
-    if "not a database" in text or "malformed" in text:
+    if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "malformed" in text:
         return f"{path}: the store file is damaged ({text}); call a technician, do not delete it"
     return f"{path}: {text}"
 
@@ -56,13 +58,26 @@ class EnrollmentStore:
             self._db.execute("PRAGMA foreign_keys=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: made by a newer kiosk (schema {version})")
+                raise StoreError(
+                    f"{self.path}: made by a newer kiosk (schema {version}, this kiosk "
+                    f"knows {SCHEMA_VERSION}); update the kiosk software"
+                )
             self._db.executescript(SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except StoreError:  # a StoreError is an OSError: keep its own message
+            self._close_quietly()
+            raise
         except sqlite3.Error as exc:
+            self._close_quietly()
             raise StoreError(_explain(exc, self.path)) from exc
         except OSError as exc:
+            self._close_quietly()
             raise StoreError(f"{self.path}: cannot open the store ({exc.strerror})") from exc
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None)  # absent when connect() itself failed
+        if db is not None:
+            db.close()
 
     def save(self, packet: Packet) -> None:
         if not packet.simulated:
@@ -90,7 +105,11 @@ class EnrollmentStore:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # SQLite undoes it on reopen
+                        self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    message = f"{self.path}: enrollment {packet.enrollment_id} is already stored"
+                    raise StoreError(message) from exc
                 raise StoreError(_explain(exc, self.path)) from exc
 
     def count(self) -> int:

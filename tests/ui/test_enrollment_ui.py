@@ -21,15 +21,19 @@ SIGNATURE_STROKES = [
 ]
 
 
-def walk_to_review(kiosk, language: str, shots: str | None = None) -> None:
+def walk_to_review(kiosk, language: str, shots: str | None = None, look=None) -> None:
     """Touch through every step up to the review, checking what each screen says.
 
     Needs a camera whose first frame is dark (the face screen shows its guidance)
-    and a signature pad with nothing scripted (the citizen draws).
+    and a signature pad with nothing scripted (the citizen draws). ``shots``
+    prefixes the screenshots' names (None: take none); ``look(kiosk)`` is called
+    on every screen.
     """
     t = Translator(language)
 
     def shot(name: str) -> None:
+        if look is not None:
+            look(kiosk)
         if shots is not None:
             kiosk.screenshot(f"{shots}{name}")
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from kiosk.flow.machine import Step
-from kiosk.screens.base import KioskScreen
+from kiosk.screens.base import KioskScreen, on_this_step
 
 
 class ConsentScreen(KioskScreen):
@@ -13,8 +13,10 @@ class ConsentScreen(KioskScreen):
     def entered(self) -> None:
         self.ids.scroll.scroll_y = 1
 
+    @on_this_step
     def accept(self) -> None:
         self.flow.accept_consent()
 
+    @on_this_step
     def decline(self) -> None:
         self.flow.cancel()

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from kiosk.flow.machine import CaptureResult, Step
-from kiosk.screens.base import CapturingScreen
+from kiosk.screens.base import CapturingScreen, on_this_step
 
 
 class FaceScreen(CapturingScreen):
@@ -16,6 +16,7 @@ class FaceScreen(CapturingScreen):
     def gives_up(self, result: CaptureResult) -> bool:
         return result.fault is not None or result.tries_left == 0
 
+    @on_this_step
     def try_again(self) -> None:
         self.flow.retry_face()
         super().try_again()

@@ -7,7 +7,7 @@ from kivy.properties import NumericProperty, StringProperty
 
 from kiosk.flow.fingers import FINGER_ORDER, FingerException
 from kiosk.flow.machine import CaptureResult, Step
-from kiosk.screens.base import CapturingScreen
+from kiosk.screens.base import CapturingScreen, on_this_step
 
 
 class FingerprintsScreen(CapturingScreen):
@@ -33,6 +33,7 @@ class FingerprintsScreen(CapturingScreen):
     def capture(self) -> CaptureResult:
         return self.flow.capture_finger()
 
+    @on_this_step
     def mark(self, exception: str) -> None:
         self.flow.mark_finger(FingerException(exception))
         self.problem = ""

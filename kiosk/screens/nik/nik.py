@@ -6,7 +6,7 @@ from kivy.core.window import Window
 from kivy.properties import NumericProperty, StringProperty
 
 from kiosk.flow.machine import Step
-from kiosk.screens.base import KioskScreen
+from kiosk.screens.base import KioskScreen, on_this_step
 
 NIK_LENGTH = 16
 
@@ -26,6 +26,7 @@ class NikScreen(KioskScreen):
     def on_leave(self, *_args) -> None:
         Window.unbind(on_textinput=self._typed, on_key_down=self._key_down)
 
+    @on_this_step
     def press(self, key: str) -> None:
         """A keypad key: a digit, 'back' or 'ok'."""
         self.problem = ""

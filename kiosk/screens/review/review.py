@@ -10,7 +10,7 @@ from kivy.uix.boxlayout import BoxLayout
 
 from kiosk.flow.fingers import FINGER_ORDER, Finger
 from kiosk.flow.machine import Retake, Step
-from kiosk.screens.base import KioskScreen, texture_from_array
+from kiosk.screens.base import KioskScreen, on_this_step, texture_from_array
 
 
 class ReviewTile(ButtonBehavior, BoxLayout):
@@ -50,8 +50,10 @@ class ReviewScreen(KioskScreen):
                 tile.texture = texture_from_array(record.capture.image)
             grid.add_widget(tile)
 
+    @on_this_step
     def retake(self, item: str | int) -> None:
         self.flow.retake(Finger(item) if isinstance(item, int) else Retake(item))
 
+    @on_this_step
     def save(self) -> None:
         self.flow.save()

@@ -9,7 +9,7 @@ from kivy.properties import StringProperty
 from kivy.uix.widget import Widget
 
 from kiosk.flow.machine import Step
-from kiosk.screens.base import KioskScreen
+from kiosk.screens.base import KioskScreen, on_this_step
 
 INK_WIDTH = 2.0
 
@@ -72,12 +72,15 @@ class SignatureScreen(KioskScreen):
         if self.problem:  # a rejected signature was wiped in the flow: wipe it here too
             self.ids.box.clear()
 
+    @on_this_step
     def add_stroke(self, stroke: list[tuple[float, float, float]]) -> None:
         self.flow.add_signature_stroke(stroke)
 
+    @on_this_step
     def clear(self) -> None:
         self.ids.box.clear()
         self.flow.clear_signature()
 
+    @on_this_step
     def done(self) -> None:
         self.flow.submit_signature()

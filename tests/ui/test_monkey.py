@@ -1,0 +1,95 @@
+"""A monkey: thousands of random touches, drags and key presses, on every
+screen, never crash the kiosk and never get out of it (no Escape, no window
+close, no settings, no stop)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from support import VALID_NIK
+
+from kiosk.flow.machine import EnrollmentFlow, Step
+
+pytestmark = pytest.mark.ui
+
+EVENTS_PER_SCREEN = 500
+# Escape, F1 (Kivy settings), F4, Tab, Enter, Backspace, the Windows key, Ctrl, Alt, digits, letters
+KEYS = [27, 282, 285, 9, 13, 8, 311, 305, 308, *range(48, 58), *range(97, 123)]
+# Scripts that keep each capture screen up while the monkey plays on it
+HOLD = {
+    Step.FACE: {"camera": ("dark",)},
+    Step.FINGERPRINTS: {"fingerprint": ("no_finger",)},
+}
+
+
+def drive_to(flow: EnrollmentFlow, step: Step) -> None:
+    """Move ``flow`` to ``step`` directly, before the window runs again."""
+    order = list(Step)
+    actions = [
+        lambda: flow.start("id"),
+        lambda: flow.submit_nik(VALID_NIK),
+        flow.accept_consent,
+        flow.capture_face,
+        lambda: [flow.capture_finger() for _ in range(10)],
+        flow.submit_signature,
+        flow.save,
+    ]
+    for action in actions[: order.index(step)]:
+        action()
+    assert flow.step is step
+
+
+def random_event(kiosk, rng: random.Random) -> None:
+    from kivy.core.window import Window
+    from kivy.tests.common import UnitTestTouch
+
+    def anywhere():
+        return rng.uniform(0, Window.width - 1), rng.uniform(0, Window.height - 1)
+
+    roll = rng.random()
+    if roll < 0.7:
+        touch = UnitTestTouch(*anywhere())
+        touch.touch_down()
+        touch.touch_up()
+    elif roll < 0.8:
+        touch = UnitTestTouch(*anywhere())
+        touch.touch_down()
+        for _ in range(rng.randint(1, 6)):
+            touch.touch_move(*anywhere())
+        touch.touch_up()
+    elif roll < 0.98:
+        key = rng.choice(KEYS)
+        modifiers = rng.choice([[], ["ctrl"], ["alt"], ["shift"]])
+        text = chr(key) if 48 <= key < 123 else None
+        Window.dispatch("on_key_down", key, 0, text, modifiers)
+        if text:
+            Window.dispatch("on_textinput", text)
+        Window.dispatch("on_key_up", key, 0)
+    else:
+        assert Window.dispatch("on_request_close") is True  # Alt+F4, the close button
+
+
+@pytest.mark.parametrize("step", list(Step))
+def test_monkey_on_every_screen_never_crashes_or_leaves(kiosk, running_app, monkeypatch, step):
+    stops = []
+    monkeypatch.setattr(running_app, "stop", lambda *a: stops.append(a))
+    flow = kiosk.attach(**HOLD.get(step, {}))
+    drive_to(flow, step)
+    kiosk.wait_for_step(step)
+    rng = random.Random(f"monkey-{step}")
+    visited = set()
+
+    for event in range(EVENTS_PER_SCREEN):
+        random_event(kiosk, rng)
+        kiosk.loop.dispatch_input()
+        visited.add(kiosk.flow.step)
+        if event % 8 == 0:
+            kiosk.loop.idle()  # draw, run the clock: captures and screen changes go on
+        if event % 100 == 99:
+            kiosk.pump(0.3)
+
+    kiosk.pump(0.5)
+    assert stops == [], "something asked the app to stop"
+    assert running_app.root.current == kiosk.flow.step  # the screen still follows the flow
+    assert step in visited
