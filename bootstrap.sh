@@ -57,8 +57,8 @@ case "$command" in
         install_system_packages
         install_python_packages
         say "lint"
-        "$VENV/bin/ruff" check kiosk tests benchmarks tools
-        "$VENV/bin/ruff" format --check kiosk tests benchmarks tools
+        "$VENV/bin/ruff" check .
+        "$VENV/bin/ruff" format --check .
         say "tests"
         exec "$VENV/bin/python" -m pytest "${@:2}"
         ;;

@@ -42,8 +42,8 @@ def check_screen(kiosk, size, seen):
             f"{screen.name}: {name!r} is {width_mm:.1f} x {height_mm:.1f} mm at {size}"
         )
         x, y = widget.to_window(widget.x, widget.y)
-        assert 0 <= x and x + widget.width <= Window.width + 1, f"{name!r} leaves the screen"
-        assert 0 <= y and y + widget.height <= Window.height + 1, f"{name!r} leaves the screen"
+        assert x >= 0 and x + widget.width <= Window.width + 1, f"{name!r} leaves the screen"
+        assert y >= 0 and y + widget.height <= Window.height + 1, f"{name!r} leaves the screen"
     seen.add(screen.name)
 
 

@@ -1,0 +1,63 @@
+"""The translation catalogs: both languages complete, and no text for people
+written anywhere else."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+from kiosk.drivers.base import ModuleKind
+from kiosk.flow.fingers import Finger, FingerException
+from kiosk.i18n import LANGUAGES, Translator, catalog
+
+KIOSK = Path(__file__).resolve().parents[1] / "kiosk"
+KV_FILES = sorted((KIOSK / "screens").rglob("*.kv"))
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def test_every_language_has_the_same_keys_and_placeholders():
+    indonesian, english = (catalog(language) for language in LANGUAGES)
+    assert indonesian.keys() == english.keys()
+    for key, text in indonesian.items():
+        assert placeholders(text) == placeholders(english[key]), key
+        assert text.strip() and english[key].strip(), key
+
+
+def test_keys_used_in_kv_files_exist():
+    used = {key for kv in KV_FILES for key in re.findall(r"app\.t\('([\w.]+)'", kv.read_text())}
+    assert len(used) > 30
+    assert used - catalog("id").keys() == set()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [finger.label_key for finger in Finger]
+    + [exception.label_key for exception in FingerException]
+    + [f"flow.fault.{kind}" for kind in ModuleKind]
+    + ["flow.save.failed"],
+)
+def test_keys_built_in_code_exist(key):
+    for language in LANGUAGES:
+        assert key in catalog(language)
+
+
+def test_kv_files_hold_no_text_for_people():
+    for kv in KV_FILES:
+        for literal in re.findall(r"^\s*text:\s*'([^']*)'\s*$", kv.read_text(), re.MULTILINE):
+            assert literal.isdigit(), f"{kv.name}: {literal!r} belongs in the catalogs"
+
+
+def test_a_missing_key_shows_itself_instead_of_crashing(caplog):
+    assert Translator("en")("no.such.key") == "no.such.key"
+    assert "missing translation" in caplog.text
+
+
+def test_unknown_language_is_a_clear_error():
+    with pytest.raises(ValueError, match="expected one of id, en"):
+        catalog("jv")
