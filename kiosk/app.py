@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 os.environ.setdefault("KIVY_NO_ARGS", "1")  # our CLI owns the command line
+# SDL would turn SIGTERM into a window-close request, which the kiosk refuses;
+# systemd's stop must still work, so Python handles the signals (run_kiosk).
+os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
 
 from kivy.config import Config
 
@@ -135,8 +139,16 @@ def run_kiosk(config: StationConfig, simulate: bool = False, fullscreen: bool = 
     if fullscreen:
         Window.fullscreen = "auto"
         Window.show_cursor = False
+    app = KioskApp(flow)
+
+    def stop(signum: int, _frame) -> None:
+        log.warning("signal %d: stopping the kiosk", signum)
+        Clock.schedule_once(lambda _dt: app.stop())
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        KioskApp(flow).run()
+        app.run()
     finally:
         modules.close()
         store.close()

@@ -423,3 +423,14 @@ def test_start_twice_is_refused(make_flow):
     flow.start("id")
     with pytest.raises(FlowError):
         flow.start("en")
+
+
+def test_a_module_that_never_opened_is_a_fault_not_a_crash(make_flow):
+    flow = make_flow()
+    flow.modules.camera.close()  # as when the camera was dead at start
+    to_face(flow)
+    result = flow.capture_face()
+    assert result.fault is ModuleKind.CAMERA
+    assert flow.step is Step.FACE
+    flow.modules.camera.open()  # a working camera is plugged in
+    assert flow.capture_face().accepted

@@ -29,7 +29,7 @@ import numpy as np
 from kiosk.config import SessionConfig
 from kiosk.drivers.base import ModuleKind, Outcome, Point, Signal
 from kiosk.drivers.station import StationModules
-from kiosk.errors import CaptureTimeout, DeviceUnavailable, FlowError, StoreError
+from kiosk.errors import DriverError, FlowError, StoreError
 from kiosk.flow.enrollment import (
     CONSENT_NOTICE,
     Consent,
@@ -252,7 +252,7 @@ class EnrollmentFlow:
         try:
             frame = self.modules.camera.capture(timeout=CAMERA_TIMEOUT_S)
             quality = assess_face(frame.image)
-        except (DeviceUnavailable, CaptureTimeout) as exc:
+        except DriverError as exc:  # unplugged, timed out, never opened
             return self._device_fault(session, Step.FACE, ModuleKind.CAMERA, exc)
         with self._lock:
             if self.enrollment is not session or self.step is not Step.FACE:
@@ -295,7 +295,7 @@ class EnrollmentFlow:
         try:
             capture = self.modules.fingerprint.capture(timeout=FINGER_WAIT_S)
             quality = assess_fingerprint(capture.image) if capture.image is not None else None
-        except (DeviceUnavailable, CaptureTimeout) as exc:
+        except DriverError as exc:  # unplugged, timed out, never opened
             return self._device_fault(session, Step.FINGERPRINTS, ModuleKind.FINGERPRINT, exc)
         with self._lock:
             if (
@@ -382,7 +382,7 @@ class EnrollmentFlow:
             self.touch()
             try:
                 capture = self.modules.signature.collect(timeout=SIGNATURE_TIMEOUT_S)
-            except (DeviceUnavailable, CaptureTimeout) as exc:
+            except DriverError as exc:  # unplugged, timed out, never opened
                 self._device_fault(enrollment, Step.SIGNATURE, ModuleKind.SIGNATURE, exc)
                 return None
             quality = assess_signature(capture.strokes, aspect=capture.aspect)

@@ -1,0 +1,160 @@
+"""The `kiosk` command, run as a separate process the way a technician runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiosk import __version__
+from kiosk.cli import main
+from kiosk.store.sqlite import EnrollmentStore
+
+STEPS = ["nik", "consent", "face", "fingerprints", "signature", "review"]
+
+# Runs `kiosk` in-process in a fresh interpreter, then says whether Kivy was imported.
+RUN_AND_REPORT_KIVY = """
+import sys
+from kiosk.cli import main
+code = main(sys.argv[1:])
+print("kivy imported" if "kivy" in sys.modules else "kivy not imported")
+sys.exit(code)
+"""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK_")}
+    return {**env, **extra}
+
+
+def kiosk(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kiosk.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_env(**env),
+        timeout=120,
+    )
+
+
+def kiosk_reporting_kivy(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", RUN_AND_REPORT_KIVY, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=clean_env(**env),
+        timeout=120,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("kiosk: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert result.stdout.strip() == "kivy not imported"  # failed before any window
+    return lines[0]
+
+
+def test_version(tmp_path):
+    result = kiosk("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"rekam-kiosk {__version__}"
+
+
+def test_help_lists_the_commands(tmp_path):
+    result = kiosk("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: kiosk")
+    assert "run" in result.stdout and "simulate" in result.stdout
+    run_help = kiosk("run", "--help", cwd=tmp_path)
+    assert "--config" in run_help.stdout and "--simulate" in run_help.stdout
+
+
+def test_a_command_is_required(tmp_path):
+    result = kiosk(cwd=tmp_path)
+    assert result.returncode == 2
+    assert "required" in result.stderr
+
+
+def test_simulate_json_reports_every_step(tmp_path):
+    result = kiosk(
+        "simulate", "--citizens", "3", "--json", "--data-dir", str(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)  # one JSON object and nothing else
+    assert report["completed"] == 3
+    assert report["failed"] == 0
+    assert list(report["step_median_seconds"]) == STEPS
+    assert all(seconds >= 0 for seconds in report["step_median_seconds"].values())
+    assert report["citizen_median_seconds"] > 0
+    assert report["citizen_max_seconds"] >= report["citizen_median_seconds"]
+    store = EnrollmentStore(tmp_path / "enrollments.sqlite3")
+    try:
+        assert store.count() == 3
+    finally:
+        store.close()
+
+
+def test_simulate_plain_text_lists_the_steps(tmp_path):
+    result = kiosk("simulate", "--citizens", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "completed 2 of 2 enrollments"
+    assert lines[1] == "median software time per step:"
+    assert [line.split()[0] for line in lines[2:8]] == STEPS
+    assert all(line.endswith(" ms") for line in lines[2:8])
+    assert lines[8].startswith("median per citizen:")
+    assert lines[9].startswith("slowest citizen:")
+
+
+def test_simulate_refuses_no_citizens(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["simulate", "--citizens", "0"])
+    assert caught.value.code == 2
+    assert "at least 1 citizen" in capsys.readouterr().err
+
+
+def test_run_with_a_missing_station_file_fails_before_the_window(tmp_path):
+    result = kiosk_reporting_kivy("run", "--config", "/nonexistent.toml", cwd=tmp_path)
+    assert_one_line_error(result, "/nonexistent.toml", "does not exist", "--simulate")
+
+
+def test_run_takes_the_station_file_from_kiosk_config(tmp_path):
+    path = tmp_path / "elsewhere.toml"
+    result = kiosk_reporting_kivy("run", cwd=tmp_path, KIOSK_CONFIG=str(path))
+    assert_one_line_error(result, str(path), "does not exist")
+
+
+def test_run_with_a_malformed_station_file_fails_before_the_window(tmp_path):
+    path = tmp_path / "station.toml"
+    path.write_text('[station]\nid = "SIM-01\n')
+    result = kiosk_reporting_kivy("run", "--config", str(path), cwd=tmp_path)
+    assert_one_line_error(result, str(path), "not valid TOML", "line 2")
+
+
+def test_run_with_an_invalid_value_names_the_key(tmp_path):
+    text = Path(__file__).parent.parent.joinpath("kiosk", "simulation.toml").read_text()
+    path = tmp_path / "station.toml"
+    path.write_text(text.replace('language = "id"', 'language = "jv"'))
+    result = kiosk_reporting_kivy("run", "--config", str(path), cwd=tmp_path)
+    assert_one_line_error(result, str(path), "station.language", "'jv'")
+
+
+def test_run_with_an_unknown_driver_fails_before_the_window(tmp_path):
+    text = Path(__file__).parent.parent.joinpath("kiosk", "simulation.toml").read_text()
+    path = tmp_path / "station.toml"
+    path.write_text(text)
+    result = kiosk_reporting_kivy(
+        "run", "--config", str(path), cwd=tmp_path, KIOSK_CAMERA_DRIVER="picamera2"
+    )
+    assert_one_line_error(result, "no camera driver named 'picamera2'", "installed: fake")

@@ -1,0 +1,228 @@
+"""The packet of a finished enrollment: manifest fields and files, as docs/packet-format.md says."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+
+import cv2
+import numpy as np
+import pytest
+from support import VALID_NIK
+
+from kiosk import __version__
+from kiosk.drivers.base import ModuleKind
+from kiosk.drivers.fingerprint.fake import TEMPLATE_SIZE
+from kiosk.flow.enrollment import CONSENT_NOTICE
+from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
+from kiosk.flow.machine import SIGNATURE_IMAGE_SIZE, EnrollmentFlow, Step
+from kiosk.packet.build import SCHEMA_VERSION, Packet, build_packet
+
+FINISHED_AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+
+
+class PacketCatcher:
+    def __init__(self) -> None:
+        self.packets: list[Packet] = []
+
+    def save(self, packet: Packet) -> None:
+        self.packets.append(packet)
+
+
+@pytest.fixture
+def finished(make_flow, clock) -> EnrollmentFlow:
+    """A flow at DONE whose enrollment has timed steps and two flagged fingers:
+    right index missing, right middle unusable after three poor prints."""
+    flow = make_flow(sink=PacketCatcher(), fingerprint=("good", "poor", "poor", "poor", "good"))
+    flow.start("en")
+    clock.advance(21)
+    assert flow.submit_nik(VALID_NIK).ok
+    clock.advance(34)
+    flow.accept_consent()
+    clock.advance(6)
+    assert flow.capture_face().accepted
+    assert flow.capture_finger().accepted  # right thumb
+    flow.mark_finger(FingerException.MISSING)  # right index
+    for _ in range(3):
+        assert not flow.capture_finger().accepted  # right middle: poor, poor, poor
+    while flow.step is Step.FINGERPRINTS:
+        clock.advance(5)
+        assert flow.capture_finger().accepted
+    clock.advance(11)
+    assert flow.submit_signature().ok
+    clock.advance(8)
+    assert flow.save() is not None
+    return flow
+
+
+@pytest.fixture
+def packet(finished) -> Packet:
+    return build_packet(finished.enrollment, finished.modules.infos(), FINISHED_AT)
+
+
+def decode(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    assert image is not None, "not a decodable image"
+    return image
+
+
+def test_the_flow_hands_the_store_this_packet(finished, packet):
+    handed = finished.sink.packets
+    assert len(handed) == 1
+    assert handed[0].enrollment_id == packet.enrollment_id
+    assert handed[0].files == packet.files
+    assert handed[0].manifest["fingers"] == packet.manifest["fingers"]
+
+
+def test_manifest_identifies_enrollment_station_and_software(packet):
+    manifest = packet.manifest
+    assert manifest["schema"] == SCHEMA_VERSION == 1
+    assert manifest["enrollment_id"] == packet.enrollment_id
+    assert packet.enrollment_id.startswith("TEST-01-")
+    assert manifest["station"] == {"id": "TEST-01"}
+    assert manifest["software"] == f"rekam-kiosk {__version__}"
+    assert manifest["operator"] is None
+    assert manifest["nik"] == VALID_NIK
+    assert manifest["language"] == "en"
+    assert manifest["finished_at"] == "2026-11-28T09:30:00+00:00"
+    assert datetime.fromisoformat(manifest["started_at"]).tzinfo is not None
+
+
+def test_manifest_records_the_consent(finished, packet):
+    consent = packet.manifest["consent"]
+    assert consent["notice"] == CONSENT_NOTICE
+    assert consent["language"] == "en"
+    given_at = datetime.fromisoformat(consent["given_at"])
+    started_at = datetime.fromisoformat(packet.manifest["started_at"])
+    assert started_at <= given_at <= started_at + timedelta(minutes=1)
+    assert given_at == finished.enrollment.consent.given_at
+
+
+def test_manifest_times_every_step(packet):
+    assert packet.manifest["step_seconds"] == {
+        "nik": 21,
+        "consent": 34,
+        "face": 6,
+        "fingerprints": 35,  # seven good fingers, five seconds each
+        "signature": 11,
+        "review": 8,
+    }
+
+
+def test_manifest_names_each_module_that_captured(finished, packet):
+    modules = packet.manifest["modules"]
+    assert list(modules) == [str(kind) for kind in ModuleKind]
+    for kind, info in finished.modules.infos().items():
+        entry = modules[str(kind)]
+        assert entry["driver"] == "fake"
+        assert entry["model"] == info.model and entry["model"]
+        assert entry["serial"] == info.serial and entry["serial"]
+        assert entry["simulated"] is True
+    assert packet.simulated
+
+
+def test_fingers_come_in_iso_order_with_their_exceptions(packet):
+    fingers = packet.manifest["fingers"]
+    assert [f["position"] for f in fingers] == list(range(1, 11))
+    assert [f["name"] for f in fingers] == [finger.name.lower() for finger in FINGER_ORDER]
+    assert fingers[0]["name"] == "right_thumb" and fingers[9]["name"] == "left_little"
+
+    thumb, index, middle = fingers[0], fingers[1], fingers[2]
+    assert thumb == {
+        "position": 1,
+        "name": "right_thumb",
+        "attempts": 1,
+        "exception": None,
+        "quality": thumb["quality"],
+        "image": "finger-01.png",
+        "dpi": 500,
+    }
+    assert 0 < thumb["quality"] <= 1
+    assert index["exception"] == "missing"
+    assert index["image"] is None and index["quality"] is None and "dpi" not in index
+    assert middle["exception"] == "unusable" and middle["attempts"] == 3
+    assert middle["image"] == "finger-03.png"  # the best try is kept for the operator
+    assert all(f["exception"] is None for f in fingers[3:])
+    assert packet.manifest["exceptions"] == [
+        {"finger": 2, "reason": "missing"},
+        {"finger": 3, "reason": "unusable"},
+    ]
+
+
+def test_face_and_signature_entries_point_at_their_files(packet):
+    face, signature = packet.manifest["face"], packet.manifest["signature"]
+    assert face["image"] == "face.jpg" and face["module"] == "camera"
+    assert face["attempts"] == 1 and 0 < face["quality"] <= 1
+    assert signature == {
+        "image": "signature.png",
+        "strokes": "signature-strokes.json",
+        "stroke_count": 3,
+    }
+
+
+def test_files_are_exactly_those_the_manifest_names(packet):
+    prints = [n for n in range(1, 11) if n != 2]
+    assert set(packet.files) == {
+        "face.jpg",
+        "signature.png",
+        "signature-strokes.json",
+        *(f"finger-{n:02d}.png" for n in prints),
+        *(f"finger-{n:02d}.template" for n in prints),
+    }
+
+
+def test_face_is_a_jpeg_of_the_captured_colours(finished, packet):
+    data = packet.files["face.jpg"]
+    assert data[:2] == b"\xff\xd8"
+    decoded = cv2.cvtColor(decode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    captured = finished.enrollment.face.image
+    assert decoded.shape == captured.shape == (480, 640, 3)
+    # quality 95 keeps it close; swapped red and blue channels would not be
+    difference = np.abs(decoded.astype(int) - captured.astype(int)).mean()
+    assert difference < 3
+    swapped = np.abs(decoded[..., ::-1].astype(int) - captured.astype(int)).mean()
+    assert swapped > difference
+
+
+def test_fingerprints_are_lossless_pngs_with_their_templates(finished, packet):
+    for finger in (Finger.RIGHT_THUMB, Finger.RIGHT_MIDDLE, Finger.LEFT_LITTLE):
+        name = f"finger-{int(finger):02d}"
+        image = decode(packet.files[f"{name}.png"])
+        capture = finished.enrollment.fingers[finger].capture
+        assert image.shape == (288, 256) and image.dtype == np.uint8
+        assert np.array_equal(image, capture.image)
+        assert packet.files[f"{name}.template"] == capture.template
+        assert len(capture.template) == TEMPLATE_SIZE
+
+
+def test_signature_image_has_the_rendered_size(packet):
+    width, height = SIGNATURE_IMAGE_SIZE
+    image = decode(packet.files["signature.png"])
+    assert image.shape == (height, width)
+    assert image.min() < 128 < image.max()  # ink on paper, not a blank sheet
+
+
+def test_signature_strokes_round_trip_through_json(finished, packet):
+    data = json.loads(packet.files["signature-strokes.json"])
+    capture = finished.enrollment.signature.capture
+    assert data["aspect"] == capture.aspect == 3.0
+    strokes = tuple(tuple(tuple(point) for point in stroke) for stroke in data["strokes"])
+    assert strokes == capture.strokes
+    assert len(strokes) == packet.manifest["signature"]["stroke_count"]
+
+
+def test_manifest_json_is_sorted_utf8_that_reads_back(packet):
+    text = packet.manifest_json()
+    assert json.loads(text.decode("utf-8")) == packet.manifest
+    assert list(json.loads(text)) == sorted(packet.manifest)
+
+
+def test_one_real_module_makes_the_packet_real(packet):
+    manifest = json.loads(packet.manifest_json())
+    manifest["modules"]["signature"]["simulated"] = False
+    assert not dataclasses.replace(packet, manifest=manifest).simulated
+
+
+def test_a_packet_naming_no_modules_is_not_simulated(packet):
+    assert not dataclasses.replace(packet, manifest={**packet.manifest, "modules": {}}).simulated

@@ -1,0 +1,195 @@
+"""Choosing module backends by name, and the set of modules a station runs with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.config import SIMULATION_PATH, ModuleConfig, SessionConfig, StationConfig, load_config
+from kiosk.drivers import registry
+from kiosk.drivers.base import ModuleKind
+from kiosk.drivers.camera.fake import FakeCamera
+from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
+from kiosk.drivers.indicators.fake import FakeIndicators
+from kiosk.drivers.signature.fake import FakeSignaturePad
+from kiosk.drivers.signature.touch import TouchSignaturePad
+from kiosk.drivers.station import StationModules
+from kiosk.errors import ConfigError, DeviceUnavailable, DriverError, KioskError, UnknownBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FAKES = {
+    ModuleKind.CAMERA: FakeCamera,
+    ModuleKind.FINGERPRINT: FakeFingerprintReader,
+    ModuleKind.SIGNATURE: FakeSignaturePad,
+    ModuleKind.INDICATORS: FakeIndicators,
+}
+
+
+def station(tmp_path: Path, **drivers: str | ModuleConfig) -> StationConfig:
+    """A station config with a fake for every kind not named in ``drivers``."""
+    modules = {}
+    for kind in ModuleKind:
+        module = drivers.get(str(kind), "fake")
+        modules[kind] = module if isinstance(module, ModuleConfig) else ModuleConfig(module)
+    return StationConfig(
+        tmp_path / "station.toml", "TEST-01", "0000", "id", tmp_path, modules, SessionConfig()
+    )
+
+
+class DeadCamera(FakeCamera):
+    """A camera whose cable is not plugged in: open() fails."""
+
+    def _open(self) -> None:
+        raise DeviceUnavailable("no camera on the CSI port")
+
+
+# -- the registry ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(ModuleKind))
+def test_every_kind_has_a_fake_backend(kind):
+    assert "fake" in registry.available(kind)
+    assert registry.backend_class(kind, "fake") is FAKES[kind]
+
+
+def test_the_touchscreen_is_a_signature_backend():
+    assert registry.available(ModuleKind.SIGNATURE) == ["fake", "touch"]
+    assert registry.backend_class(ModuleKind.SIGNATURE, "touch") is TouchSignaturePad
+    assert "touch" not in registry.available(ModuleKind.CAMERA)
+
+
+def test_create_passes_options_and_does_not_open():
+    camera = registry.create(ModuleKind.CAMERA, "fake", {"serial": "CAM-0042", "delay": 0.0})
+    assert isinstance(camera, FakeCamera)
+    assert camera.info().serial == "CAM-0042"
+    assert camera.closed
+    pad = registry.create(ModuleKind.SIGNATURE, "touch", {"aspect": 2.0})
+    assert isinstance(pad, TouchSignaturePad)
+    assert pad.info().driver == "touch"
+
+
+def test_create_without_options_uses_the_defaults():
+    reader = registry.create(ModuleKind.FINGERPRINT, "fake")
+    assert reader.info().serial == "SIM-FPR-0001"
+
+
+def test_an_unknown_name_lists_what_is_installed():
+    with pytest.raises(UnknownBackend) as caught:
+        registry.backend_class(ModuleKind.SIGNATURE, "wacom")
+    message = str(caught.value)
+    assert "signature" in message and "'wacom'" in message
+    assert message.endswith("installed: fake, touch")
+    assert isinstance(caught.value, LookupError)
+    assert isinstance(caught.value, DriverError) and isinstance(caught.value, KioskError)
+
+
+def test_create_with_an_unknown_name_is_the_same_error():
+    with pytest.raises(UnknownBackend, match="no camera driver named 'picamera2'; installed: fake"):
+        registry.create(ModuleKind.CAMERA, "picamera2", {"serial": "x"})
+
+
+def test_names_are_case_sensitive():
+    with pytest.raises(UnknownBackend):
+        registry.backend_class(ModuleKind.CAMERA, "Fake")
+
+
+BAD_OPTIONS = {
+    "unknown option": (ModuleKind.CAMERA, "fake", {"resolution": "640x480"}, "resolution"),
+    "unknown behaviour": (ModuleKind.FINGERPRINT, "fake", {"script": ["wet"]}, "wet"),
+    "fail_on_call zero": (ModuleKind.CAMERA, "fake", {"fail_on_call": 0}, "counts from 1"),
+    "negative aspect": (ModuleKind.SIGNATURE, "touch", {"aspect": -3.0}, "positive"),
+    "delay not a number": (ModuleKind.CAMERA, "fake", {"delay": "soon"}, "soon"),
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "options", "detail"), BAD_OPTIONS.values(), ids=BAD_OPTIONS
+)
+def test_bad_options_are_a_config_error_naming_the_driver(kind, name, options, detail):
+    with pytest.raises(ConfigError) as caught:
+        registry.create(kind, name, options)
+    message = str(caught.value)
+    assert message.startswith(f"{kind} driver {name!r} does not accept these options: ")
+    assert detail in message
+
+
+# -- the station's modules --------------------------------------------------------
+
+
+def test_the_simulation_station_gets_one_fake_per_kind():
+    modules = StationModules.from_config(load_config(SIMULATION_PATH))
+    for kind, module in modules.by_kind().items():
+        assert type(module) is FAKES[kind]
+    assert modules.simulated == list(ModuleKind)
+
+
+def test_the_example_station_file_builds_its_modules():
+    modules = StationModules.from_config(load_config(ROOT / "docs" / "station.example.toml"))
+    assert modules.infos()[ModuleKind.CAMERA].serial == "SIM-CAM-0001"
+
+
+def test_from_config_passes_each_module_its_options(tmp_path):
+    config = station(tmp_path, fingerprint=ModuleConfig("fake", {"serial": "FPR-7"}))
+    modules = StationModules.from_config(config)
+    assert modules.fingerprint.info().serial == "FPR-7"
+    assert modules.camera.info().serial == "SIM-CAM-0001"
+
+
+def test_from_config_builds_the_named_backend(tmp_path):
+    modules = StationModules.from_config(station(tmp_path, signature="touch"))
+    assert type(modules.signature) is TouchSignaturePad
+    assert modules.simulated == [ModuleKind.CAMERA, ModuleKind.FINGERPRINT, ModuleKind.INDICATORS]
+
+
+def test_simulate_forces_fakes_whatever_the_config_names(tmp_path):
+    config = station(
+        tmp_path,
+        signature=ModuleConfig("touch", {"aspect": 2.0}),
+        camera=ModuleConfig("picamera2", {"sensor": "imx708"}),  # not installed: never looked up
+    )
+    modules = StationModules.from_config(config, simulate=True)
+    for kind, module in modules.by_kind().items():
+        assert type(module) is FAKES[kind]
+    assert modules.simulated == list(ModuleKind)
+
+
+def test_from_config_with_an_unknown_driver_fails(tmp_path):
+    with pytest.raises(UnknownBackend, match="picamera2"):
+        StationModules.from_config(station(tmp_path, camera="picamera2"))
+
+
+def test_a_dead_module_does_not_stop_the_others_from_opening():
+    modules = StationModules(
+        camera=DeadCamera(),
+        fingerprint=FakeFingerprintReader(),
+        signature=FakeSignaturePad(),
+        indicators=FakeIndicators(),
+    )
+    failures = modules.open()
+    try:
+        assert list(failures) == [ModuleKind.CAMERA]
+        assert isinstance(failures[ModuleKind.CAMERA], DeviceUnavailable)
+        assert "CSI port" in str(failures[ModuleKind.CAMERA])
+        assert modules.camera.closed
+        assert not modules.fingerprint.closed
+        assert not modules.signature.closed
+        assert not modules.indicators.closed
+    finally:
+        modules.close()
+    assert all(module.closed for module in modules.by_kind().values())
+    modules.close()  # idempotent, like each module's close()
+
+
+def test_open_with_every_module_working_reports_no_failures(tmp_path):
+    modules = StationModules.from_config(station(tmp_path))
+    assert modules.open() == {}
+    modules.close()
+
+
+def test_by_kind_and_infos_cover_every_kind(tmp_path):
+    modules = StationModules.from_config(station(tmp_path))
+    assert list(modules.by_kind()) == list(ModuleKind)
+    infos = modules.infos()
+    assert all(infos[kind].kind is kind for kind in ModuleKind)
