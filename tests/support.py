@@ -9,6 +9,7 @@ from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
 from kiosk.drivers.indicators.fake import FakeIndicators
 from kiosk.drivers.signature.fake import FakeSignaturePad
 from kiosk.drivers.station import StationModules
+from kiosk.packet.build import Packet
 
 VALID_NIK = "3201014101900001"  # Kab. Bogor, a woman born 1 January 1990
 
@@ -41,3 +42,13 @@ def fake_modules(
     )
     modules.open()
     return modules
+
+
+class PacketCatcher:
+    """A sink that keeps the packets the flow hands over, in memory."""
+
+    def __init__(self) -> None:
+        self.packets: list[Packet] = []
+
+    def save(self, packet: Packet) -> None:
+        self.packets.append(packet)

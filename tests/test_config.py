@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -154,18 +153,6 @@ def test_a_missing_file_says_to_provision_or_simulate(tmp_path):
 def test_a_folder_instead_of_a_file_cannot_be_read(tmp_path):
     message = config_error(tmp_path)
     assert message.startswith(f"{tmp_path}: cannot be read")
-
-
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
-def test_a_file_without_read_permission_cannot_be_read(tmp_path):
-    path = write(tmp_path, STATION)
-    path.chmod(0)
-    try:
-        message = config_error(path)
-    finally:
-        path.chmod(0o600)
-    assert message.startswith(f"{path}: cannot be read")
-    assert "Permission denied" in message
 
 
 def test_malformed_toml_gives_the_line(tmp_path):

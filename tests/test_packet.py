@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import cv2
 import numpy as np
 import pytest
-from support import VALID_NIK
+from support import VALID_NIK, PacketCatcher
 
 from kiosk import __version__
 from kiosk.drivers.base import ModuleKind
@@ -20,14 +20,6 @@ from kiosk.flow.machine import SIGNATURE_IMAGE_SIZE, EnrollmentFlow, Step
 from kiosk.packet.build import SCHEMA_VERSION, Packet, build_packet
 
 FINISHED_AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
-
-
-class PacketCatcher:
-    def __init__(self) -> None:
-        self.packets: list[Packet] = []
-
-    def save(self, packet: Packet) -> None:
-        self.packets.append(packet)
 
 
 @pytest.fixture

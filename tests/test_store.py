@@ -14,22 +14,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from support import VALID_NIK
+from support import VALID_NIK, PacketCatcher
 
 from kiosk.errors import ClearTextRefused, StoreError
 from kiosk.packet.build import Packet
 from kiosk.simulate import enroll_one
 from kiosk.store.sqlite import SCHEMA_VERSION, EnrollmentStore
-
-
-class PacketCatcher:
-    """A sink that keeps the packets the flow hands over, in memory."""
-
-    def __init__(self) -> None:
-        self.packets: list[Packet] = []
-
-    def save(self, packet: Packet) -> None:
-        self.packets.append(packet)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from kiosk.drivers.base import ModuleInfo, ModuleKind
+
 
 class BehaviourScript:
     """A script of named behaviours for a fake device, consumed one per call.
@@ -47,3 +49,10 @@ def simulate_latency(delay: float, timeout: float) -> bool:
     if delay > 0:
         time.sleep(max(0.0, min(delay, timeout)))
     return delay <= timeout
+
+
+def simulated_info(kind: ModuleKind, model: str, serial: str) -> ModuleInfo:
+    """The identity every fake reports: driver "fake", and marked simulated."""
+    return ModuleInfo(
+        kind=kind, driver="fake", model=model, serial=serial, firmware="sim-1.0", simulated=True
+    )

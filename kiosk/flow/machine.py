@@ -365,6 +365,7 @@ class EnrollmentFlow:
         with self._lock:
             self._require(Step.SIGNATURE)
             self.modules.signature.add_stroke(stroke)
+            self.problem = None  # the citizen is signing again
             self.touch()
 
     def clear_signature(self) -> None:

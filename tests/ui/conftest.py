@@ -102,8 +102,12 @@ class Kiosk:
         self.pump(0.15)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         target = SCREENSHOTS / f"{name}.png"
-        made = Path(Window.screenshot(name=str(target)))
-        made.replace(target)
+        if len(Window.children) > 1:  # a dialog is open: only the window holds it
+            Path(Window.screenshot(name=str(target))).replace(target)
+        else:
+            # renders the screens into their own framebuffer: right at any window
+            # size, where the offscreen window keeps its first size
+            self.app.root.export_to_png(str(target))
         return target
 
     # -- hands --------------------------------------------------------------

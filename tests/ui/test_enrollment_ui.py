@@ -91,6 +91,7 @@ def walk_to_review(kiosk, language: str, shots: str | None = None, look=None) ->
     }
     for stroke in SIGNATURE_STROKES:
         kiosk.draw(box, stroke)
+    assert kiosk.widget("problem").text == ""  # signing again clears the complaint
     shot("07-signature")
     kiosk.tap(kiosk.widget("done"))
     kiosk.wait_for_step(Step.REVIEW)

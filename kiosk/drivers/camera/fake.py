@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from kiosk.drivers.base import Frame, Health, HealthStatus, ModuleBase, ModuleInfo, ModuleKind
-from kiosk.drivers.scripted import BehaviourScript, simulate_latency
+from kiosk.drivers.scripted import BehaviourScript, simulate_latency, simulated_info
 from kiosk.errors import CaptureTimeout, DeviceUnavailable
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -82,14 +82,7 @@ class FakeCamera(ModuleBase):
         self._delay = float(delay)
 
     def info(self) -> ModuleInfo:
-        return ModuleInfo(
-            kind=self.kind,
-            driver="fake",
-            model="Rekam SimCam 640",
-            serial=self._serial,
-            firmware="sim-1.0",
-            simulated=True,
-        )
+        return simulated_info(self.kind, "Rekam SimCam 640", self._serial)
 
     def capture(self, timeout: float) -> Frame:
         """One frame for the next behaviour of the script."""

@@ -40,7 +40,7 @@ from kiosk.drivers.base import (
     ModuleKind,
     Outcome,
 )
-from kiosk.drivers.scripted import BehaviourScript, simulate_latency
+from kiosk.drivers.scripted import BehaviourScript, simulate_latency, simulated_info
 from kiosk.errors import DeviceUnavailable
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -96,14 +96,7 @@ class FakeFingerprintReader(ModuleBase):
         self._good_served = 0
 
     def info(self) -> ModuleInfo:
-        return ModuleInfo(
-            kind=self.kind,
-            driver="fake",
-            model="Rekam SimFinger R307",
-            serial=self._serial,
-            firmware="sim-1.0",
-            simulated=True,
-        )
+        return simulated_info(self.kind, "Rekam SimFinger R307", self._serial)
 
     def capture(self, timeout: float) -> FingerprintCapture:
         """One impression for the next behaviour of the script."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from kiosk.drivers.base import ModuleBase, ModuleInfo, ModuleKind, Signal
+from kiosk.drivers.scripted import simulated_info
 
 
 class FakeIndicators(ModuleBase):
@@ -35,14 +36,7 @@ class FakeIndicators(ModuleBase):
         self._callback: Callable[[], None] | None = None
 
     def info(self) -> ModuleInfo:
-        return ModuleInfo(
-            kind=self.kind,
-            driver="fake",
-            model="Rekam SimLights",
-            serial=self._serial,
-            firmware="sim-1.0",
-            simulated=True,
-        )
+        return simulated_info(self.kind, "Rekam SimLights", self._serial)
 
     def signal(self, signal: Signal) -> None:
         """Show ``signal``: recorded in ``history`` and ``current``."""

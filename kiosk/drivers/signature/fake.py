@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 
 from kiosk.drivers.base import ModuleInfo, Stroke
-from kiosk.drivers.scripted import BehaviourScript
+from kiosk.drivers.scripted import BehaviourScript, simulated_info
 from kiosk.drivers.signature.touch import TouchSignaturePad
 
 PEN_SPEED = 1.2  # pad widths per second: an unhurried hand
@@ -84,14 +84,7 @@ class FakeSignaturePad(TouchSignaturePad):
         self._behaviour: str | None = None  # taken from the script by begin()
 
     def info(self) -> ModuleInfo:
-        return ModuleInfo(
-            kind=self.kind,
-            driver="fake",
-            model="Rekam SimPad",
-            serial=self._serial,
-            firmware="sim-1.0",
-            simulated=True,
-        )
+        return simulated_info(self.kind, "Rekam SimPad", self._serial)
 
     def _on_begin(self) -> None:
         self._behaviour, _ = self._script.advance()

@@ -74,6 +74,7 @@ class SignatureScreen(KioskScreen):
 
     @on_this_step
     def add_stroke(self, stroke: list[tuple[float, float, float]]) -> None:
+        self.problem = ""
         self.flow.add_signature_stroke(stroke)
 
     @on_this_step
