@@ -144,6 +144,7 @@ class CapturingScreen(KioskScreen):
 
     def entered(self) -> None:
         self._visit += 1
+        self.ids.preview.texture = None  # never show the previous citizen's picture
         self.problem = ""
         self.needs_help = False
         self._schedule(0)

@@ -178,6 +178,7 @@ def test_camera_fault_shows_help_and_try_again_recovers(kiosk):
     kiosk.tap(kiosk.widget("accept"))
     kiosk.wait_for_step(Step.FACE)
     kiosk.wait_for(lambda: kiosk.widget("try_again").opacity == 1, what="the try-again button")
+    assert kiosk.widget("preview").texture is None  # no earlier citizen's face
     assert kiosk.shows(Translator("id")("flow.fault.camera"))
     kiosk.screenshot("11-camera-fault")
     enrollment = kiosk.flow.enrollment

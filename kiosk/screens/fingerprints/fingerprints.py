@@ -17,10 +17,6 @@ class FingerprintsScreen(CapturingScreen):
     number = NumericProperty(1)  # its place in the order, 1..10
     tries_left = NumericProperty(0)
 
-    def entered(self) -> None:
-        self.ids.preview.texture = None
-        super().entered()
-
     def refresh(self) -> None:
         finger = self.flow.current_finger
         if finger is not None:
