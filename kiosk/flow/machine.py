@@ -42,9 +42,11 @@ from kiosk.flow.enrollment import (
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.nik import NikCheck, check_nik
 from kiosk.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from kiosk.packet.build import build_packet
 from kiosk.quality.face import assess_face
 from kiosk.quality.fingerprint import assess_fingerprint
 from kiosk.quality.signature import SignatureQuality, assess_signature, render_signature
+from kiosk.store import EnrollmentSink
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,7 @@ class EnrollmentFlow:
         *,
         station_id: str,
         modules: StationModules,
-        sink,
+        sink: EnrollmentSink,
         session: SessionConfig | None = None,
         language: str = DEFAULT_LANGUAGE,
         clock: Callable[[], float] = time.monotonic,
@@ -423,8 +425,6 @@ class EnrollmentFlow:
     def save(self) -> str | None:
         """Review -> Done: hand the enrollment to the store. Returns its id, or
         None if the store refused (the enrollment stays here to try again)."""
-        from kiosk.packet.build import build_packet  # the packet needs the finished flow
-
         with self._lock:
             enrollment = self._require(Step.REVIEW)
             self.touch()
