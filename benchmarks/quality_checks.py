@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import platform
 import statistics
 import sys
 import tempfile
@@ -23,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
+from figures import machine_line, p90
 
-from kiosk import __version__
 from kiosk.config import SIMULATION_PATH, load_config
 from kiosk.drivers.camera.fake import SAMPLES as CAMERA_SAMPLES
 from kiosk.drivers.fingerprint.fake import SAMPLES as FINGERPRINT_SAMPLES
@@ -117,13 +116,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
 
-    print(f"rekam-kiosk {__version__}, Python {platform.python_version()}, {platform.machine()}")
+    print(machine_line())
     print(f"{args.runs} timed calls each after {WARM_UP} warm-up calls; packet {size_kib:.0f} KiB")
     print()
     print(f"{'call':<32} {'median ms':>10} {'p90 ms':>8}")
     for name, seconds in results.items():
-        p90 = statistics.quantiles(seconds, n=10)[-1] if len(seconds) > 1 else seconds[0]
-        print(f"{name:<32} {statistics.median(seconds) * 1e3:>10.2f} {p90 * 1e3:>8.2f}")
+        print(f"{name:<32} {statistics.median(seconds) * 1e3:>10.2f} {p90(seconds) * 1e3:>8.2f}")
     return 0
 
 

@@ -11,13 +11,13 @@ the kiosk's own work: quality checks, packet building and saving.
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import statistics
 import sys
 import time
 
-from kiosk import __version__
+from figures import machine_line, p90
+
 from kiosk.simulate import simulate
 
 
@@ -48,21 +48,15 @@ def main(argv: list[str] | None = None) -> int:
             steps.setdefault(step, []).extend(report.step_seconds[step])
     wall = time.perf_counter() - started
 
-    print(f"rekam-kiosk {__version__}, Python {platform.python_version()}, {platform.machine()}")
+    print(machine_line())
     print(f"{args.rounds} rounds x {args.citizens} citizens, {failed} failed, {wall:.1f} s in all")
     print()
     print(f"{'step':<14} {'median ms':>10} {'p90 ms':>8} {'max ms':>8}")
-    for step, values in steps.items():
-        p90 = statistics.quantiles(values, n=10)[-1] if len(values) > 1 else values[0]
+    for name, values in {**steps, "per citizen": citizen}.items():
         print(
-            f"{step:<14} {statistics.median(values) * 1e3:>10.1f} "
-            f"{p90 * 1e3:>8.1f} {max(values) * 1e3:>8.1f}"
+            f"{name:<14} {statistics.median(values) * 1e3:>10.1f} "
+            f"{p90(values) * 1e3:>8.1f} {max(values) * 1e3:>8.1f}"
         )
-    p90 = statistics.quantiles(citizen, n=10)[-1] if len(citizen) > 1 else citizen[0]
-    print(
-        f"{'per citizen':<14} {statistics.median(citizen) * 1e3:>10.1f} "
-        f"{p90 * 1e3:>8.1f} {max(citizen) * 1e3:>8.1f}"
-    )
     print()
     print("median per citizen by round (ms):", ", ".join(f"{m * 1e3:.1f}" for m in round_medians))
     print(f"peak RSS: {peak_rss_mib():.0f} MiB")
