@@ -122,9 +122,8 @@ class KioskApp(App):
         return False
 
 
-def run_kiosk(config: StationConfig, simulate: bool = False, fullscreen: bool = False) -> int:
-    """Open the modules and the store, then run the window until the process ends."""
-    modules = StationModules.from_config(config, simulate=simulate)
+def run_kiosk(config: StationConfig, modules: StationModules, fullscreen: bool = False) -> int:
+    """Open ``modules`` and the store, then run the window until the process ends."""
     failures = modules.open()
     for kind, error in failures.items():
         log.error("starting without a working %s: %s", kind, error)

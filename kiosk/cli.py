@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kiosk import __version__
 from kiosk.config import DEFAULT_PATH, SIMULATION_PATH, load_config
+from kiosk.drivers.station import StationModules
 from kiosk.errors import KioskError
 
 
@@ -19,12 +20,10 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(path)
     # Constructing (not opening) the modules finds unknown drivers and bad options
     # now, as a one-line error, before Kivy opens a window.
-    from kiosk.drivers.station import StationModules
-
-    StationModules.from_config(config, simulate=args.simulate)
+    modules = StationModules.from_config(config, simulate=args.simulate)
     from kiosk.app import run_kiosk  # Kivy is imported only for the window
 
-    return run_kiosk(config, simulate=args.simulate, fullscreen=args.fullscreen)
+    return run_kiosk(config, modules, fullscreen=args.fullscreen)
 
 
 def _simulate(args: argparse.Namespace) -> int:
