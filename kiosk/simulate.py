@@ -66,6 +66,7 @@ def enroll_one(flow: EnrollmentFlow, nik: str) -> str:
     while flow.step is Step.FINGERPRINTS:
         if flow.capture_finger().fault:
             raise KioskError("simulated fingerprint reader failed")
+    flow.modules.signature.sign()  # the fake pad's signer draws, as a finger would
     quality = flow.submit_signature()
     if flow.step is not Step.REVIEW:
         raise KioskError(f"simulated signature rejected: {quality and quality.problem}")

@@ -14,13 +14,16 @@ import pytest
 
 from kiosk.drivers.base import (
     Camera,
+    FingerprintCapture,
     FingerprintReader,
+    Frame,
     HealthStatus,
     Indicators,
     ModuleBase,
     ModuleKind,
     Outcome,
     Signal,
+    SignatureCapture,
     SignaturePad,
 )
 from kiosk.drivers.camera.fake import BehaviourScript, FakeCamera
@@ -380,9 +383,7 @@ def test_pad_returns_the_fed_strokes(make):
     assert capture.aspect == 2.5
 
 
-@pytest.mark.parametrize(
-    "make", [TouchSignaturePad, lambda: FakeSignaturePad(script=["blank"])], ids=["touch", "fake"]
-)
+@pytest.mark.parametrize("make", [TouchSignaturePad, FakeSignaturePad])
 def test_pad_begin_clears_the_strokes(make):
     with make() as pad:
         pad.begin()
@@ -410,25 +411,60 @@ def test_touch_pad_with_nothing_drawn_has_no_signature():
     assert capture.strokes == ()
 
 
-def test_fake_pad_signs_by_script_one_entry_per_signature():
+@pytest.mark.parametrize("script", [["drawn"], ["blank"], ["drawn", "blank"]])
+def test_fake_pad_with_nothing_drawn_has_no_signature_whatever_its_script(script):
+    """Like the real screen: "Selesai" on an empty box is no signature, never an invented one."""
+    with FakeSignaturePad(script=script) as pad:
+        assert pad.collect(timeout=1.0).outcome is Outcome.NO_SIGNATURE  # before any begin()
+        for _ in range(3):
+            pad.begin()
+            capture = pad.collect(timeout=1.0)
+            assert capture.outcome is Outcome.NO_SIGNATURE
+            assert capture.strokes == ()
+
+
+def test_fake_pad_sign_draws_by_script_one_entry_per_signature():
     with FakeSignaturePad(script=["blank", "drawn"]) as pad:
         pad.begin()
+        pad.sign()  # the citizen leaves the box empty
         assert pad.collect(timeout=1.0).outcome is Outcome.NO_SIGNATURE
-        assert pad.collect(timeout=1.0).outcome is Outcome.NO_SIGNATURE  # same signature
         pad.begin()
+        pad.sign()
         drawn = pad.collect(timeout=1.0)
         pad.begin()
+        pad.sign()
         again = pad.collect(timeout=1.0)
     assert drawn.outcome is Outcome.CAPTURED
     assert drawn.strokes == scripted_signature(3.0)
     assert again.strokes == drawn.strokes
 
 
-def test_fake_pad_collect_without_begin_uses_the_first_entry():
+def test_fake_pad_sign_feeds_the_strokes_as_touches_do():
+    fed: list[tuple] = []
+    with FakeSignaturePad(aspect=2.0) as pad:
+        touch = pad.add_stroke
+        pad.add_stroke = lambda stroke: (fed.append(tuple(stroke)), touch(stroke))
+        pad.begin()
+        pad.add_stroke(STROKE)  # the citizen may draw, then the signer signs too
+        pad.sign()
+        capture = pad.collect(timeout=1.0)
+    assert fed == [tuple(STROKE), *scripted_signature(2.0)]
+    assert capture.strokes == (tuple(STROKE), *scripted_signature(2.0))
+
+
+def test_fake_pad_sign_without_begin_uses_the_first_entry():
     with FakeSignaturePad(script=["drawn", "blank"]) as pad:
+        pad.sign()
         assert pad.collect(timeout=1.0).outcome is Outcome.CAPTURED
         pad.begin()
+        pad.sign()
         assert pad.collect(timeout=1.0).outcome is Outcome.NO_SIGNATURE
+
+
+def test_fake_pad_sign_on_a_closed_pad_raises_device_closed():
+    pad = FakeSignaturePad()
+    with pytest.raises(DeviceClosed):
+        pad.sign()
 
 
 def test_scripted_signature_is_plausible_and_passes_the_check():
@@ -447,6 +483,127 @@ def test_fake_pad_is_not_a_copy_of_the_touch_pad():
     assert issubclass(FakeSignaturePad, TouchSignaturePad)
     assert "add_stroke" not in vars(FakeSignaturePad)
     assert "collect" not in vars(FakeSignaturePad)
+
+
+def test_touch_pad_keeps_time_running_forward_within_a_stroke():
+    """A wall clock stepped back mid-stroke must not make a stroke the contract refuses."""
+    with TouchSignaturePad() as pad:
+        pad.add_stroke([(0.1, 0.5, 10.0), (0.5, 0.5, 10.2), (0.9, 0.5, 9.9)])
+        assert [p[2] for p in pad.collect(timeout=1.0).strokes[0]] == [10.0, 10.2, 10.2]
+
+
+@pytest.mark.parametrize("aspect", [0.0, -1.0, float("nan"), float("inf"), 1e-9, 1e9])
+def test_touch_pad_refuses_an_aspect_it_could_never_report(aspect):
+    with pytest.raises(ValueError, match="aspect"):
+        TouchSignaturePad(aspect=aspect)
+
+
+# --- the result types refuse data no module should give ----------------------------
+
+
+INFO = FakeCamera().info()
+
+
+def _huge(shape: tuple[int, ...]) -> np.ndarray:
+    return np.broadcast_to(np.zeros((1,) * len(shape), np.uint8), shape)
+
+
+BAD_FRAMES = {
+    "none": None,
+    "list": [[[0, 0, 0]] * 32] * 32,
+    "empty": np.zeros((0, 0, 3), np.uint8),
+    "one_row": np.zeros((1, 640, 3), np.uint8),
+    "too_narrow": np.zeros((480, 15, 3), np.uint8),
+    "gray": np.zeros((480, 640), np.uint8),
+    "bgra": np.zeros((480, 640, 4), np.uint8),
+    "float": np.zeros((480, 640, 3), np.float32),
+    "int64": np.zeros((480, 640, 3), np.int64),
+    "huge": _huge((50_000, 50_000, 3)),
+}
+
+
+@pytest.mark.parametrize("image", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+def test_frame_refuses_what_is_not_a_usable_camera_image(image):
+    with pytest.raises(ValueError, match="frame"):
+        Frame(image=image, module=INFO)
+
+
+def test_frame_takes_the_smallest_usable_image_and_freezes_it():
+    image = np.zeros((16, 16, 3), np.uint8)
+    assert Frame(image=image, module=INFO).image.shape == (16, 16, 3)
+    assert not image.flags.writeable
+
+
+BAD_PRINTS = {
+    "none": None,
+    "empty": np.zeros((0, 0), np.uint8),
+    "a_strip": np.zeros((8, 256), np.uint8),
+    "colour": np.zeros((288, 256, 3), np.uint8),
+    "float": np.zeros((288, 256), np.float64),
+    "uint16": np.zeros((288, 256), np.uint16),
+    "huge": _huge((50_000, 50_000)),
+}
+
+
+@pytest.mark.parametrize("image", BAD_PRINTS.values(), ids=BAD_PRINTS.keys())
+def test_fingerprint_capture_refuses_what_is_not_a_usable_impression(image):
+    with pytest.raises(ValueError, match="fingerprint"):
+        FingerprintCapture(outcome=Outcome.CAPTURED, module=INFO, image=image)
+    if image is not None:  # an image comes with NO_FINGER too: it must still be one
+        with pytest.raises(ValueError, match="fingerprint"):
+            FingerprintCapture(outcome=Outcome.NO_FINGER, module=INFO, image=image)
+
+
+def test_fingerprint_capture_without_a_finger_needs_no_image():
+    assert FingerprintCapture(outcome=Outcome.NO_FINGER, module=INFO).image is None
+
+
+NAN, INF = float("nan"), float("inf")
+BAD_STROKES = {
+    "x_nan": (((0.1, 0.5, 0.0), (NAN, 0.5, 0.1)),),
+    "x_inf": (((0.1, 0.5, 0.0), (INF, 0.5, 0.1)),),
+    "x_1e300": (((0.1, 0.5, 0.0), (1e300, 0.5, 0.1)),),
+    "y_nan": (((0.1, NAN, 0.0), (0.9, 0.5, 0.1)),),
+    "y_negative": (((0.1, -0.2, 0.0), (0.9, 0.5, 0.1)),),
+    "x_past_the_edge": (((0.1, 0.5, 0.0), (1.2, 0.5, 0.1)),),
+    "t_nan": (((0.1, 0.5, NAN), (0.9, 0.5, 0.1)),),
+    "t_inf": (((0.1, 0.5, 0.0), (0.9, 0.5, INF)),),
+    "t_runs_back": (((0.1, 0.5, 0.5), (0.9, 0.5, 0.1)),),
+    "no_time": (((0.1, 0.5), (0.9, 0.5)),),
+    "none_point": ((None,),),
+    "none": None,
+}
+
+
+@pytest.mark.parametrize("strokes", BAD_STROKES.values(), ids=BAD_STROKES.keys())
+def test_signature_capture_refuses_strokes_no_pen_could_draw(strokes):
+    with pytest.raises(ValueError, match="stroke"):
+        SignatureCapture(outcome=Outcome.CAPTURED, module=INFO, strokes=strokes)
+
+
+@pytest.mark.parametrize("aspect", [NAN, INF, -INF, 0.0, -3.0, 1e300, 1e-300, None])
+def test_signature_capture_refuses_an_aspect_it_cannot_be_drawn_with(aspect):
+    with pytest.raises(ValueError, match="aspect"):
+        SignatureCapture(
+            outcome=Outcome.CAPTURED, module=INFO, strokes=(tuple(STROKE),), aspect=aspect
+        )
+
+
+def test_signature_capture_outcome_matches_its_strokes():
+    with pytest.raises(ValueError, match="'captured' needs at least one point"):
+        SignatureCapture(outcome=Outcome.CAPTURED, module=INFO, strokes=())
+    with pytest.raises(ValueError, match="'no_signature' has no strokes"):
+        SignatureCapture(outcome=Outcome.NO_SIGNATURE, module=INFO, strokes=(tuple(STROKE),))
+
+
+def test_signature_capture_keeps_its_strokes_as_plain_tuples_of_floats():
+    strokes = [np.array(STROKE, np.float32), [[0.5, 0.5, 1]]]
+    capture = SignatureCapture(outcome=Outcome.CAPTURED, module=INFO, strokes=strokes)
+    assert np.allclose(capture.strokes[0], STROKE)  # float32 in, nearest float out
+    assert capture.strokes[1] == ((0.5, 0.5, 1.0),)
+    assert isinstance(capture.strokes, tuple)
+    assert all(isinstance(stroke, tuple) for stroke in capture.strokes)
+    assert all(type(value) is float for stroke in capture.strokes for p in stroke for value in p)
 
 
 # --- indicators -------------------------------------------------------------------

@@ -38,6 +38,7 @@ def to_signature(flow: EnrollmentFlow) -> None:
 
 def to_review(flow: EnrollmentFlow) -> None:
     to_signature(flow)
+    flow.modules.signature.sign()
     assert flow.submit_signature().ok
     assert flow.step is Step.REVIEW
 
@@ -77,6 +78,7 @@ def test_every_step_duration_is_recorded(make_flow, clock, store):
         clock.advance(4)
         flow.capture_finger()
     clock.advance(12)
+    flow.modules.signature.sign()
     flow.submit_signature()
     clock.advance(9)
     manifest = store.manifest(flow.save())
@@ -175,6 +177,7 @@ def test_three_poor_prints_flag_the_finger_for_the_operator(make_flow, store):
     assert flow.modules.indicators.history[-1] is Signal.ATTENTION
     while flow.step is Step.FINGERPRINTS:
         flow.capture_finger()
+    flow.modules.signature.sign()
     flow.submit_signature()
     manifest = store.manifest(flow.save())
     assert manifest["exceptions"] == [{"finger": 1, "reason": "unusable"}]
@@ -189,6 +192,7 @@ def test_missing_and_injured_fingers_are_recorded_and_flagged(make_flow, store):
     assert flow.current_finger is Finger.RIGHT_RING
     while flow.step is Step.FINGERPRINTS:
         flow.capture_finger()
+    flow.modules.signature.sign()
     flow.submit_signature()
     manifest = store.manifest(flow.save())
     assert manifest["exceptions"] == [
@@ -226,6 +230,7 @@ def test_unplugged_reader_is_a_fault_and_the_session_survives(make_flow):
 def test_blank_signature_is_refused_then_drawn_one_accepted(make_flow):
     flow = make_flow(signature=("blank",))
     to_signature(flow)
+    flow.modules.signature.sign()  # a signer who draws nothing
     quality = flow.submit_signature()
     assert not quality.ok and quality.problem == "quality.signature.empty"
     assert flow.step is Step.SIGNATURE
@@ -236,6 +241,16 @@ def test_blank_signature_is_refused_then_drawn_one_accepted(make_flow):
     assert flow.submit_signature().ok
     assert flow.enrollment.signature.quality.stroke_count == 1
     assert flow.step is Step.REVIEW
+
+
+@pytest.mark.parametrize("script", [("drawn",), ("blank",)])
+def test_done_on_an_empty_box_is_refused_whatever_the_signer_would_do(make_flow, script):
+    flow = make_flow(signature=script)
+    to_signature(flow)
+    quality = flow.submit_signature()
+    assert quality.problem == "quality.signature.empty"
+    assert flow.step is Step.SIGNATURE
+    assert flow.enrollment.signature is None
 
 
 @pytest.mark.parametrize("retake", [Retake.FACE, Finger.LEFT_RING, Retake.SIGNATURE])
@@ -251,6 +266,7 @@ def test_retake_from_review_returns_to_review_keeping_the_rest(make_flow, retake
         assert flow.enrollment.face is not face
     elif retake is Retake.SIGNATURE:
         assert flow.step is Step.SIGNATURE
+        flow.modules.signature.sign()
         assert flow.submit_signature().ok
     else:
         assert (flow.step, flow.current_finger) == (Step.FINGERPRINTS, Finger.LEFT_RING)

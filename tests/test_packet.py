@@ -42,6 +42,7 @@ def finished(make_flow, clock) -> EnrollmentFlow:
         clock.advance(5)
         assert flow.capture_finger().accepted
     clock.advance(11)
+    flow.modules.signature.sign()
     assert flow.submit_signature().ok
     clock.advance(8)
     assert flow.save() is not None

@@ -8,6 +8,7 @@ import sys
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -231,9 +232,9 @@ def test_noise_fails_with_unclear():
 
 
 def test_assess_fingerprint_rejects_bad_input():
-    with pytest.raises(ValueError, match="2-D uint8"):
+    with pytest.raises(ValueError, match="2-D grayscale uint8"):
         assess_fingerprint(np.zeros((288, 256, 3), np.uint8))
-    with pytest.raises(ValueError, match="block"):
+    with pytest.raises(ValueError, match="64 to 8192 px a side"):
         assess_fingerprint(np.zeros((8, 256), np.uint8))
 
 
@@ -313,6 +314,184 @@ def test_render_of_nothing_is_blank_and_a_tap_is_a_dot():
 def test_render_rejects_an_empty_image_size():
     with pytest.raises(ValueError, match="positive"):
         render_signature([], 0, 100)
+
+
+# --- what the checks cannot judge -------------------------------------------------
+# Odd data must stop with a ValueError that says what is wrong: never a cv2.error,
+# an AttributeError, a huge allocation or a NaN verdict that reads as "ok".
+
+
+def _huge(shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only array of ``shape`` that costs no memory (every pixel is one pixel)."""
+    return np.broadcast_to(np.zeros((1,) * len(shape), np.uint8), shape)
+
+
+NOT_FRAMES = {
+    "none": None,
+    "list": [[[0, 0, 0]] * 32] * 32,
+    "empty": np.zeros((0, 0, 3), np.uint8),
+    "zero_width": np.zeros((480, 0, 3), np.uint8),
+    "one_pixel": np.zeros((1, 1, 3), np.uint8),
+    "too_low": np.zeros((15, 640, 3), np.uint8),
+    "too_narrow": np.zeros((480, 15, 3), np.uint8),
+    "gray": np.zeros((480, 640), np.uint8),
+    "rgba": np.zeros((480, 640, 4), np.uint8),
+    "4d": np.zeros((1, 480, 640, 3), np.uint8),
+    "float": np.zeros((480, 640, 3), np.float32),
+    "float_nan": np.full((480, 640, 3), np.nan),
+    "int16": np.zeros((480, 640, 3), np.int16),
+    "bool": np.zeros((480, 640, 3), bool),
+    "object": np.zeros((32, 32, 3), object),
+    "huge": _huge((100_000, 100_000, 3)),
+}
+
+
+@pytest.mark.parametrize("image", NOT_FRAMES.values(), ids=NOT_FRAMES.keys())
+def test_assess_face_refuses_what_is_not_a_usable_frame(image):
+    with pytest.raises(ValueError, match="frame"):
+        assess_face(image)
+
+
+def test_assess_face_judges_the_smallest_frame_it_accepts():
+    quality = assess_face(np.full((16, 16, 3), 128, np.uint8))
+    assert quality.problem is not None and not quality.ok
+
+
+NOT_PRINTS = {
+    "none": None,
+    "list": [[200] * 256] * 288,
+    "empty": np.zeros((0, 0), np.uint8),
+    "one_block": np.zeros((16, 16), np.uint8),
+    "a_strip": np.zeros((8, 256), np.uint8),
+    "too_narrow": np.zeros((288, 63), np.uint8),
+    "colour": np.zeros((288, 256, 3), np.uint8),
+    "1d": np.zeros(288 * 256, np.uint8),
+    "float": np.zeros((288, 256), np.float64),
+    "uint16": np.zeros((288, 256), np.uint16),
+    "bool": np.zeros((288, 256), bool),
+    "huge": _huge((100_000, 100_000)),
+}
+
+
+@pytest.mark.parametrize("image", NOT_PRINTS.values(), ids=NOT_PRINTS.keys())
+def test_assess_fingerprint_refuses_what_is_not_a_usable_impression(image):
+    with pytest.raises(ValueError, match="fingerprint"):
+        assess_fingerprint(image)
+
+
+def test_odd_images_of_every_shape_and_type_give_a_verdict_or_a_value_error():
+    """Property: whatever array comes in, the checks end in a verdict or a ValueError."""
+    rng = np.random.default_rng(16)
+    dtypes = [np.uint8, np.uint8, np.int8, np.uint16, np.float32, np.float64, bool]
+    sides = [0, 1, 15, 16, 17, 63, 64, 100]
+    for _ in range(120):
+        ndim = int(rng.integers(1, 5))
+        shape = tuple(int(rng.choice(sides)) for _ in range(ndim))
+        if ndim == 3 and rng.random() < 0.6:
+            shape = (*shape[:2], 3)
+        image = rng.integers(0, 256, shape).astype(rng.choice(dtypes))
+        for assess in (assess_face, assess_fingerprint):
+            try:
+                quality = assess(image)
+            except ValueError:
+                continue
+            assert isinstance(quality.ok, bool) and 0.0 <= quality.score <= 1.0
+
+
+# A good stroke, then the same stroke with one value spoiled.
+GOOD_STROKE = [(0.1, 0.5, 0.0), (0.5, 0.2, 0.2), (0.9, 0.6, 0.4)]
+BAD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e300, -1e300, -0.01, 1.01]
+
+
+def _spoiled(point: int, axis: int, value) -> list[list[tuple]]:
+    stroke = [list(p) for p in GOOD_STROKE]
+    stroke[point][axis] = value
+    return [GOOD_STROKE, [tuple(p) for p in stroke]]
+
+
+NOT_STROKES = {
+    **{f"x={v}": _spoiled(1, 0, v) for v in BAD_VALUES},
+    **{f"y={v}": _spoiled(2, 1, v) for v in BAD_VALUES},
+    **{f"t={v}": _spoiled(1, 2, v) for v in BAD_VALUES[:3]},
+    "t_runs_back": [[(0.1, 0.5, 0.3), (0.9, 0.5, 0.2)]],
+    "none": None,
+    "a_number": 3.0,
+    "none_stroke": [None],
+    "none_point": [[None, (0.5, 0.5, 0.1)]],
+    "x_y_only": [[(0.1, 0.5), (0.9, 0.5)]],
+    "four_values": [[(0.1, 0.5, 0.0, 1.0), (0.9, 0.5, 0.1, 1.0)]],
+    "ragged": [[(0.1, 0.5, 0.0), (0.9, 0.5)]],
+    "text": [[("a", "b", "c")]],
+    "a_string": "0.1,0.5,0.0",
+    "complex": [[(0.1j, 0.5, 0.0)]],
+}
+
+
+@pytest.mark.parametrize("strokes", NOT_STROKES.values(), ids=NOT_STROKES.keys())
+def test_signature_checks_refuse_strokes_they_cannot_judge(strokes):
+    with pytest.raises(ValueError, match="stroke"):
+        assess_signature(strokes)
+    with pytest.raises(ValueError, match="stroke"):
+        render_signature(strokes, 90, 30)
+
+
+@pytest.mark.parametrize(
+    "aspect", [float("nan"), float("inf"), 0.0, -3.0, 1e-300, 1e300, None, "3"]
+)
+def test_assess_signature_refuses_an_aspect_it_cannot_use(aspect):
+    with pytest.raises(ValueError, match="aspect"):
+        assess_signature([GOOD_STROKE], aspect=aspect)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "thickness"),
+    [
+        (0, 30, 3),
+        (90, -1, 3),
+        (90.5, 30, 3),
+        (None, 30, 3),
+        (100_000, 30, 3),
+        (90, 30, 0),
+        (90, 30, -1),
+        (90, 30, 31),
+        (90, 30, 2.5),
+    ],
+)
+def test_render_refuses_an_image_size_or_pen_it_cannot_draw(width, height, thickness):
+    with pytest.raises(ValueError):
+        render_signature([GOOD_STROKE], width, height, thickness)
+
+
+def test_random_strokes_give_a_finite_verdict_or_a_value_error():
+    """Property: a signature is judged with finite measures, or refused; never NaN."""
+    rng = np.random.default_rng(20)
+    odd = [float("nan"), float("inf"), -float("inf"), 1e300, -1e-300, -0.5, 1.5, 0.0, 1.0]
+    for _ in range(300):
+        strokes = []
+        for _ in range(int(rng.integers(0, 4))):
+            n = int(rng.integers(0, 6))
+            points = np.column_stack([rng.random(n), rng.random(n), np.sort(rng.random(n))])
+            if n and rng.random() < 0.5:
+                points[rng.integers(n), rng.integers(3)] = rng.choice(odd)
+            if n > 1 and rng.random() < 0.2:
+                points[:, 2] = points[::-1, 2]  # time runs back
+            strokes.append([tuple(p) for p in points])
+        xy = [p[:2] for s in strokes for p in s]
+        times_ok = all(
+            all(np.isfinite(p[2]) for p in s) and all(a[2] <= b[2] for a, b in pairwise(s))
+            for s in strokes
+        )
+        valid = times_ok and all(np.isfinite(v) and 0.0 <= v <= 1.0 for p in xy for v in p)
+        if not valid:
+            with pytest.raises(ValueError):
+                assess_signature(strokes)
+            with pytest.raises(ValueError):
+                render_signature(strokes, 90, 30)
+            continue
+        quality = assess_signature(strokes)
+        measures = [quality.ink_length, quality.box_width, quality.box_height]
+        assert all(np.isfinite(m) for m in measures), quality
+        assert render_signature(strokes, 90, 30).shape == (30, 90)
 
 
 # --- advice in both languages -----------------------------------------------------

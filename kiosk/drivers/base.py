@@ -25,6 +25,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from kiosk.errors import DeviceClosed
+from kiosk.quality.inputs import require_aspect, require_frame, require_print, require_strokes
 
 
 class ModuleKind(enum.StrEnum):
@@ -106,25 +107,27 @@ def _frozen_array(array: np.ndarray | None) -> np.ndarray | None:
     return array
 
 
+# The result types check their data on construction (ValueError, saying what is
+# wrong), with the same rules as the quality checks (kiosk.quality.inputs): a
+# driver's broken output stops here, at the device, never deeper in the flow.
+
+
 @dataclass(frozen=True)
 class Frame:
-    """One camera frame: RGB, height x width x 3, uint8."""
+    """One camera frame: RGB, height x width x 3, uint8, 16 to 8192 px a side."""
 
     image: np.ndarray
     module: ModuleInfo
     captured_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
-            raise ValueError(
-                f"a frame must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
-            )
-        _frozen_array(self.image)
+        _frozen_array(require_frame(self.image))
 
 
 @dataclass(frozen=True)
 class FingerprintCapture:
-    """One fingerprint impression: grayscale uint8, ridges dark on light."""
+    """One fingerprint impression: grayscale uint8, ridges dark on light, 64 to
+    8192 px a side. A CAPTURED one has an image; others may have one."""
 
     outcome: Outcome
     module: ModuleInfo
@@ -134,9 +137,8 @@ class FingerprintCapture:
     captured_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
-        if self.outcome is Outcome.CAPTURED and (self.image is None or self.image.ndim != 2):
-            raise ValueError("a captured fingerprint needs a 2-D grayscale image")
-        _frozen_array(self.image)
+        if self.outcome is Outcome.CAPTURED or self.image is not None:
+            _frozen_array(require_print(self.image))
 
 
 Point = tuple[float, float, float]  # x, y in 0..1 of the pad (y down), t in seconds
@@ -145,13 +147,32 @@ Stroke = tuple[Point, ...]
 
 @dataclass(frozen=True)
 class SignatureCapture:
-    """A signature as pen strokes; images are rendered from the strokes."""
+    """A signature as pen strokes; images are rendered from the strokes.
+
+    Points must be finite, x and y within 0..1, t never decreasing within a
+    stroke; ``aspect`` within 0.1..10. The strokes are kept as tuples of float
+    ``(x, y, t)`` tuples, whatever sequences came in. A CAPTURED signature has
+    at least one point; any other outcome has none.
+    """
 
     outcome: Outcome
     module: ModuleInfo
     strokes: tuple[Stroke, ...] = ()
     aspect: float = 3.0  # pad width / height, to render without distortion
     captured_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        arrays = require_strokes(self.strokes)
+        strokes = tuple(tuple(map(tuple, points.tolist())) for points in arrays)
+        object.__setattr__(self, "strokes", strokes)
+        object.__setattr__(self, "aspect", require_aspect(self.aspect))
+        points = sum(len(stroke) for stroke in strokes)
+        if self.outcome is Outcome.CAPTURED and not points:
+            raise ValueError("a signature with outcome 'captured' needs at least one point")
+        if self.outcome is not Outcome.CAPTURED and points:
+            raise ValueError(
+                f"a signature with outcome '{self.outcome}' has no strokes, got {points} points"
+            )
 
 
 @runtime_checkable

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from kiosk.quality.inputs import require_frame
+
 # Exposure, on the 0..255 grey mean: outside this band skin tones clip or sink
 # into noise, which ISO 19794-5 forbids (no over- or under-exposed faces).
 MIN_BRIGHTNESS = 60.0
@@ -126,10 +128,9 @@ def assess_face(image_rgb: np.ndarray) -> FaceQuality:
     face in view, then distance, position and finally keeping still. ``ok`` is
     True only when no problem was found; ``score`` is the weakest measure on a
     0..1 scale where 0.5 is its pass mark (0 when no single face was found).
+    Anything but such a frame, 16 to 8192 px a side, is a ValueError.
     """
-    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
-        raise ValueError(f"need an HxWx3 uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}")
-    height, width = image_rgb.shape[:2]
+    height, width = require_frame(image_rgb).shape[:2]
     gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
     brightness = float(gray.mean())
     contrast = float(gray.std())

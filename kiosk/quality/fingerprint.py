@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from kiosk.quality.inputs import require_print
+
 # 16 px at 500 dpi is ~1.8 ridge periods: enough for one clear orientation,
 # small enough that the orientation barely bends inside a block (NFIQ 2 uses 32
 # for its slower measures, 16 for segmentation).
@@ -85,12 +87,10 @@ def assess_fingerprint(image_gray: np.ndarray) -> FingerprintQuality:
     The problem reported is the first of: no finger on the glass, too little of
     the window touched, ridges too few or unclear. ``ok`` is True only when
     there is no problem. Edge pixels that do not fill a whole block are ignored.
+    Anything but such an image, 64 to 8192 px a side, is a ValueError.
     """
-    if image_gray.ndim != 2 or image_gray.dtype != np.uint8:
-        raise ValueError(f"need a 2-D uint8 image, got {image_gray.shape} {image_gray.dtype}")
+    require_print(image_gray)  # at least 4 x 4 blocks
     rows, cols = image_gray.shape[0] // BLOCK, image_gray.shape[1] // BLOCK
-    if rows == 0 or cols == 0:
-        raise ValueError(f"image {image_gray.shape} is smaller than one {BLOCK} px block")
     image = image_gray[: rows * BLOCK, : cols * BLOCK].astype(np.float32)
     smooth = cv2.GaussianBlur(image, (0, 0), DENOISE_SIGMA)
 

@@ -11,11 +11,14 @@ aspect ratio (width / height) turns a y step into a width-relative one::
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from kiosk.quality.inputs import require_aspect, require_size, require_strokes
 
 DEFAULT_ASPECT = 3.0  # pad width / height, as SignatureCapture assumes
 # Total ink, in pad widths: a dot or a tick stays well under this, while even a
@@ -51,20 +54,19 @@ class SignatureQuality:
 
 
 def _as_arrays(strokes: StrokeInput) -> list[np.ndarray]:
-    """Each non-empty stroke as an N x 3 float array."""
-    return [
-        np.asarray(stroke, dtype=np.float64).reshape(-1, 3) for stroke in strokes if len(stroke)
-    ]
+    """Each non-empty stroke as an N x 3 float array; ValueError for strokes no pen could draw."""
+    return [points for points in require_strokes(strokes) if len(points)]
 
 
 def assess_signature(strokes: StrokeInput, aspect: float = DEFAULT_ASPECT) -> SignatureQuality:
     """Judge a signature from its strokes; ``aspect`` is the pad's width / height.
 
     The problem reported is the first of: nothing drawn, too little ink (a dot
-    or a tick), a bounding box too small. Empty strokes are ignored.
+    or a tick), a bounding box too small. Empty strokes are ignored. Points off
+    the pad or not finite, time running back within a stroke, or an aspect
+    outside 0.1..10 are a ValueError: such strokes cannot be judged.
     """
-    if aspect <= 0:
-        raise ValueError(f"aspect must be positive, got {aspect}")
+    aspect = require_aspect(aspect)
     arrays = _as_arrays(strokes)
     if not arrays:
         return SignatureQuality(False, SignatureProblem.EMPTY, 0.0, 0, 0.0, 0.0)
@@ -105,13 +107,21 @@ def render_signature(
     Points are mapped from 0..1 of the pad to the image's pixels; a stroke of a
     single point is drawn as a dot. ``thickness`` is OpenCV's: anti-aliasing
     makes the ink look about two pixels wider. Choose ``width / height`` equal to the
-    pad's aspect to keep the handwriting undistorted.
+    pad's aspect to keep the handwriting undistorted. Strokes that
+    :func:`assess_signature` refuses, a size beyond 1..8192 px or a pen wider
+    than the image are a ValueError.
     """
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image size must be positive, got {width} x {height}")
+    width, height = require_size(width, height)
+    try:
+        thickness = operator.index(thickness)
+    except TypeError:
+        raise ValueError(f"thickness must be whole pixels, got {thickness!r}") from None
+    if not 1 <= thickness <= min(width, height):
+        raise ValueError(f"thickness must be 1 to {min(width, height)} px, got {thickness}")
+    arrays = _as_arrays(strokes)
     image = np.full((height, width), 255, dtype=np.uint8)
     scale = np.array([width - 1, height - 1], dtype=np.float64) * (1 << _SHIFT)
-    for points in _as_arrays(strokes):
+    for points in arrays:
         pixels = np.rint(points[:, :2] * scale).astype(np.int32)
         if len(pixels) == 1:
             centre = (int(pixels[0, 0]), int(pixels[0, 1]))

@@ -32,7 +32,7 @@ def drive_to(flow: EnrollmentFlow, step: Step) -> None:
         flow.accept_consent,
         flow.capture_face,
         lambda: [flow.capture_finger() for _ in range(10)],
-        flow.submit_signature,
+        lambda: (flow.modules.signature.sign(), flow.submit_signature()),
         flow.save,
     ]
     for action in actions[: order.index(step)]:

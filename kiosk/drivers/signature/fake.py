@@ -1,20 +1,36 @@
 """A simulated signature pad: the touchscreen pad plus a scripted signer.
 
-Strokes fed with ``add_stroke`` (by the touchscreen widget, in a UI run) are
-returned as they are. When none were fed, the script decides, one entry per
-signature started with ``begin()``, the last entry repeating forever:
+From the citizen's side it is the touchscreen pad: strokes fed with
+``add_stroke`` (by the drawing box, in a UI run) are returned as they are, and
+``collect()`` with nothing drawn is ``Outcome.NO_SIGNATURE``, always. It never
+invents a signature: people trained on the simulator learn that pressing
+"Selesai" on an empty box is refused, as it is on a real kiosk.
+
+The scripted signer is a test hook, in the manner of gpiozero's
+``MockPin.drive_low()``: :meth:`FakeSignaturePad.sign` acts as a citizen who
+draws in the box, feeding strokes through ``add_stroke`` like the touchscreen.
+What it draws is scripted, one entry per signature started with ``begin()``,
+the last entry repeating forever:
 
 - ``"drawn"``: a plausible handwritten signature (a looping cursive name, an
   underline flourish and a dot), the same on every run;
-- ``"blank"``: nothing was signed: ``Outcome.NO_SIGNATURE``.
+- ``"blank"``: the citizen draws nothing.
 
 ::
 
     with FakeSignaturePad(script=["blank", "drawn"]) as pad:
         pad.begin()
+        pad.collect(timeout=1.0).outcome  # NO_SIGNATURE: nothing was drawn
+        pad.sign()  # "blank": the citizen still draws nothing
         pad.collect(timeout=1.0).outcome  # NO_SIGNATURE
         pad.begin()
+        pad.sign()  # "drawn"
         pad.collect(timeout=1.0).strokes  # three scripted strokes
+
+In a flow, the signer signs before the citizen presses "Selesai"::
+
+    flow.modules.signature.sign()
+    flow.submit_signature()
 """
 
 from __future__ import annotations
@@ -64,10 +80,11 @@ def scripted_signature(aspect: float = 3.0) -> tuple[Stroke, ...]:
 
 
 class FakeSignaturePad(TouchSignaturePad):
-    """Simulated pad: returns fed strokes, or a scripted signature when none were fed.
+    """Simulated pad: the touchscreen pad, plus :meth:`sign` for a scripted signer.
 
-    Options (from the station config): ``script`` of behaviour names,
-    ``serial``, and ``aspect`` of the drawing box.
+    Options (from the station config): ``script`` of behaviour names, what
+    :meth:`sign` draws for each signature; ``serial``; and ``aspect`` of the
+    drawing box.
     """
 
     BEHAVIOURS: ClassVar[tuple[str, ...]] = ("drawn", "blank")
@@ -86,13 +103,23 @@ class FakeSignaturePad(TouchSignaturePad):
     def info(self) -> ModuleInfo:
         return simulated_info(self.kind, "Rekam SimPad", self._serial)
 
+    def sign(self) -> None:
+        """Test hook: the scripted citizen signs in the box, as a finger would.
+
+        Feeds this signature's scripted strokes through :meth:`add_stroke`, one
+        by one, when its behaviour is "drawn"; draws nothing when it is "blank".
+        Signing before any ``begin()`` uses the script's first entry.
+        """
+        with self._lock:
+            self._check_open()
+            if self._behaviour is None:
+                self._behaviour, _ = self._script.advance()
+            if self._behaviour == "drawn":
+                for stroke in scripted_signature(self._aspect):
+                    self.add_stroke(stroke)
+
     def _on_begin(self) -> None:
         self._behaviour, _ = self._script.advance()
-
-    def _strokes_when_none_fed(self) -> tuple[Stroke, ...]:
-        if self._behaviour is None:  # collected without begin(): the first signature
-            self._behaviour, _ = self._script.advance()
-        return scripted_signature(self._aspect) if self._behaviour == "drawn" else ()
 
     def _self_test(self) -> str:
         strokes = scripted_signature(self._aspect)

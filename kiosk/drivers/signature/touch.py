@@ -26,23 +26,33 @@ from kiosk.drivers.base import (
     SignatureCapture,
     Stroke,
 )
+from kiosk.quality.inputs import require_aspect
 
 
-def _clean_point(point: Sequence[float]) -> Point:
+def _clean_point(point: Sequence[float], earliest: float) -> Point:
     if len(point) != 3:
         raise ValueError(f"a stroke point is (x, y, t), got {point!r}")
     x, y, t = (float(value) for value in point)
     if not all(math.isfinite(value) for value in (x, y, t)):
         raise ValueError(f"a stroke point must be finite, got {point!r}")
-    # A finger sliding off the box's edge still belongs to the signature.
-    return (min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0), t)
+    # A finger sliding off the box's edge still belongs to the signature, and a
+    # wall clock stepped back mid-stroke does not make the pen go back in time.
+    return (min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0), max(t, earliest))
+
+
+def _clean_stroke(stroke: Sequence[Point]) -> Stroke:
+    points: list[Point] = []
+    for point in stroke:
+        points.append(_clean_point(point, points[-1][2] if points else -math.inf))
+    return tuple(points)
 
 
 class TouchSignaturePad(ModuleBase):
     """The touchscreen as a signature pad: keeps the strokes fed to it.
 
     Options (from the station config): ``serial``, an id for the screen in
-    the fleet inventory, and ``aspect``, the drawing box's width / height.
+    the fleet inventory, and ``aspect``, the drawing box's width / height
+    (0.1 to 10; anything else is a ValueError here, not a bad capture later).
     ``collect`` returns at once with what has been drawn: NO_SIGNATURE when
     nothing was.
     """
@@ -51,10 +61,8 @@ class TouchSignaturePad(ModuleBase):
 
     def __init__(self, *, serial: str = "builtin-touchscreen", aspect: float = 3.0) -> None:
         super().__init__()
-        if not aspect > 0:
-            raise ValueError(f"aspect must be positive, got {aspect}")
         self._serial = serial
-        self._aspect = float(aspect)
+        self._aspect = require_aspect(aspect)
         self._strokes: list[Stroke] = []
 
     def info(self) -> ModuleInfo:
@@ -69,7 +77,7 @@ class TouchSignaturePad(ModuleBase):
 
     def add_stroke(self, stroke: Sequence[Point]) -> None:
         """Keep one finished stroke; an empty one is ignored, a malformed one is a ValueError."""
-        points = tuple(_clean_point(point) for point in stroke)
+        points = _clean_stroke(stroke)
         with self._lock:
             self._check_open()
             if points:
@@ -79,7 +87,7 @@ class TouchSignaturePad(ModuleBase):
         """The strokes so far (CAPTURED), or NO_SIGNATURE; never waits."""
         with self._lock:
             self._check_open()
-            strokes = tuple(self._strokes) or self._strokes_when_none_fed()
+            strokes = tuple(self._strokes)
             info = self.info()
         outcome = Outcome.CAPTURED if strokes else Outcome.NO_SIGNATURE
         return SignatureCapture(outcome=outcome, module=info, strokes=strokes, aspect=self._aspect)
@@ -93,7 +101,3 @@ class TouchSignaturePad(ModuleBase):
 
     def _on_begin(self) -> None:
         """Hook for subclasses, run under the lock when a new signature starts."""
-
-    def _strokes_when_none_fed(self) -> tuple[Stroke, ...]:
-        """What collect() returns when nothing was drawn: nothing, on a real screen."""
-        return ()
