@@ -14,6 +14,10 @@ os.environ.setdefault("KIVY_NO_ARGS", "1")  # our CLI owns the command line
 # SDL would turn SIGTERM into a window-close request, which the kiosk refuses;
 # systemd's stop must still work, so Python handles the signals (run_kiosk).
 os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+# Kivy's default log mode (KIVY) adds its own console handler to the root logger,
+# next to the CLI's, so every line came out twice; it also unmutes the root level
+# and turns stderr into log records. PYTHON mode leaves logging to the CLI.
+os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
 
 from kivy.config import Config
 

@@ -13,6 +13,9 @@ from kiosk import __version__
 from kiosk.config import DEFAULT_PATH, SIMULATION_PATH, load_config
 from kiosk.drivers.station import StationModules
 from kiosk.errors import KioskError
+from kiosk.store.export import export_store
+from kiosk.store.preflight import check_data_dir
+from kiosk.store.sqlite import STORE_NAME, EnrollmentStore
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -21,9 +24,26 @@ def _run(args: argparse.Namespace) -> int:
     # Constructing (not opening) the modules finds unknown drivers and bad options
     # now, as a one-line error, before Kivy opens a window.
     modules = StationModules.from_config(config, simulate=args.simulate)
+    # The same for the data folder (missing, read-only, full) and the store (damaged,
+    # from a newer kiosk): found here, not behind the welcome screen.
+    check_data_dir(config.data_dir)
+    EnrollmentStore(config.data_dir / STORE_NAME).close()
+    if not args.verbose:
+        logging.getLogger("kiosk").setLevel(logging.INFO)  # the journal keeps each save
     from kiosk.app import run_kiosk  # Kivy is imported only for the window
 
     return run_kiosk(config, modules, fullscreen=args.fullscreen)
+
+
+def _export(args: argparse.Namespace) -> int:
+    if args.data_dir is not None:
+        data_dir, label = args.data_dir, None
+    else:
+        config = load_config(args.config)
+        data_dir, label = config.data_dir, config.station_id
+    target, count = export_store(data_dir, args.to, label=label)
+    print(f"exported {count} enrollment{'' if count == 1 else 's'} to {target}")
+    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -72,6 +92,22 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--fullscreen", action="store_true", help="fill the screen (the station)")
     run.set_defaults(handler=_run)
 
+    export = commands.add_parser(
+        "export", help="copy the store into one file, e.g. on a USB stick (safe while running)"
+    )
+    export.add_argument(
+        "--to", type=Path, required=True, help="an existing folder, e.g. the USB stick's"
+    )
+    source = export.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
+        help=f"station file naming the data folder (default: $KIOSK_CONFIG or {DEFAULT_PATH})",
+    )
+    source.add_argument("--data-dir", type=Path, help="the data folder itself")
+    export.set_defaults(handler=_export)
+
     sim = commands.add_parser("simulate", help="run enrollments headless and time them")
     sim.add_argument(
         "--citizens", type=_citizen_count, default=20, help="how many enrollments (default 20)"
@@ -83,12 +119,17 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def configure_logging(verbose: bool) -> None:
+    """One handler on the root logger, writing to stderr (the journal under systemd)."""
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    configure_logging(args.verbose)
     try:
         return args.handler(args)
     except KioskError as exc:

@@ -19,12 +19,12 @@ from kiosk.config import SIMULATION_PATH, load_config
 from kiosk.drivers.station import StationModules
 from kiosk.errors import KioskError
 from kiosk.flow.machine import EnrollmentFlow, Step
-from kiosk.store.sqlite import EnrollmentStore
+from kiosk.store.sqlite import STORE_NAME, EnrollmentStore
 
 
 def sample_nik(rng: random.Random, today: date) -> str:
     """A plausible NIK from Kabupaten Bogor (3201) for a citizen aged 17 to 80."""
-    year = today.year - rng.randint(17, 80)
+    year = today.year - rng.randint(18, 80)  # born 18 years back may be 17 yet, never 16
     month, day = rng.randint(1, 12), rng.randint(1, 28)
     day += 40 * rng.randint(0, 1)  # women's birth day carries +40
     district, serial = rng.randint(1, 40), rng.randint(1, 9999)
@@ -81,7 +81,7 @@ def simulate(citizens: int, data_dir: Path | None = None, seed: int = 1) -> Simu
     config = load_config(SIMULATION_PATH)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="rekam-sim-") as scratch:
-        store = EnrollmentStore(Path(data_dir or scratch) / "enrollments.sqlite3")
+        store = EnrollmentStore(Path(data_dir or scratch) / STORE_NAME)
         modules = StationModules.from_config(config, simulate=True)
         modules.open()
         flow = EnrollmentFlow(

@@ -52,3 +52,7 @@ class PacketCatcher:
 
     def save(self, packet: Packet) -> None:
         self.packets.append(packet)
+
+    def last_sequence(self) -> int:
+        """The highest sequence among the kept packets, 0 when none (as the store)."""
+        return max((packet.manifest.get("sequence", 0) for packet in self.packets), default=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,18 @@ from kiosk.cli import main
 code = main(sys.argv[1:])
 print("kivy imported" if "kivy" in sys.modules else "kivy not imported")
 sys.exit(code)
+"""
+
+
+# What `kiosk run` does before the window, then one log line of the kiosk's own.
+LOG_AFTER_THE_WINDOW_IS_IMPORTED = """
+import logging
+import sys
+from kiosk.cli import configure_logging
+configure_logging(verbose=False)
+import kiosk.app
+assert "kivy" in sys.modules
+logging.getLogger("kiosk.flow.machine").warning("marker: enrollment saved")
 """
 
 
@@ -158,3 +172,133 @@ def test_run_with_an_unknown_driver_fails_before_the_window(tmp_path):
         "run", "--config", str(path), cwd=tmp_path, KIOSK_CAMERA_DRIVER="picamera2"
     )
     assert_one_line_error(result, "no camera driver named 'picamera2'", "installed: fake")
+
+
+def station_file(tmp_path: Path, data_dir: str) -> Path:
+    text = Path(__file__).parent.parent.joinpath("kiosk", "simulation.toml").read_text()
+    path = tmp_path / "station.toml"
+    path.write_text(
+        text.replace(
+            'data_dir = "~/.local/share/rekam-kiosk/simulation"', f'data_dir = "{data_dir}"'
+        )
+    )
+    assert f'data_dir = "{data_dir}"' in path.read_text()
+    return path
+
+
+def test_run_with_a_data_dir_under_proc_fails_before_the_window(tmp_path):
+    path = station_file(tmp_path, "/proc/x")
+    result = kiosk_reporting_kivy("run", "--config", str(path), cwd=tmp_path)
+    assert_one_line_error(result, "kiosk: /proc/x: ", "station.data_dir")
+
+
+def test_run_with_a_data_dir_that_is_a_file_fails_before_the_window(tmp_path):
+    (tmp_path / "data").write_text("not a folder")
+    path = station_file(tmp_path, str(tmp_path / "data"))
+    result = kiosk_reporting_kivy("run", "--config", str(path), cwd=tmp_path)
+    assert_one_line_error(result, f"{tmp_path / 'data'}: not a folder")
+
+
+def test_run_with_a_damaged_store_fails_before_the_window(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "enrollments.sqlite3").write_bytes(b"not a database at all" * 400)
+    path = station_file(tmp_path, str(data))
+    result = kiosk_reporting_kivy("run", "--config", str(path), cwd=tmp_path)
+    assert_one_line_error(result, "the store file is damaged", "do not delete it")
+
+
+def test_each_log_line_appears_once_after_the_window_is_imported(tmp_path):
+    env = {"KIVY_HOME": str(tmp_path / "kivy"), "KIVY_NO_ARGS": "1"}
+    if not os.environ.get("DISPLAY"):
+        env["SDL_VIDEODRIVER"] = "offscreen"
+    result = subprocess.run(
+        [sys.executable, "-c", LOG_AFTER_THE_WINDOW_IS_IMPORTED],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(**env),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("marker: enrollment saved") == 1, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "marker" in line]
+    assert line.endswith("WARNING kiosk.flow.machine: marker: enrollment saved")
+
+
+# -- kiosk export ---------------------------------------------------------------------
+
+
+def simulated_store(tmp_path: Path, citizens: int = 2) -> Path:
+    data = tmp_path / "data"
+    result = kiosk("simulate", "--citizens", str(citizens), "--data-dir", str(data), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return data
+
+
+def stored_ids(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return sorted(row[0] for row in db.execute("SELECT enrollment_id FROM enrollments"))
+
+
+def test_export_writes_one_private_file_with_every_enrollment(tmp_path):
+    data = simulated_store(tmp_path, citizens=3)
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    result = kiosk("export", "--to", str(stick), "--data-dir", str(data), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [exported] = list(stick.iterdir())
+    assert result.stdout.strip() == f"exported 3 enrollments to {exported}"
+    assert exported.name.startswith("enrollments-") and exported.suffix == ".sqlite3"
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o600
+    assert stored_ids(exported) == stored_ids(data / "enrollments.sqlite3")
+    assert len(stored_ids(exported)) == 3
+    with sqlite3.connect(exported) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    again = kiosk("export", "--to", str(stick), "--data-dir", str(data), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(list(stick.iterdir())) == 2  # a second export never overwrites the first
+
+
+def test_export_reads_the_data_dir_from_the_station_file(tmp_path):
+    data = simulated_store(tmp_path, citizens=1)
+    config = station_file(tmp_path, str(data))
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    result = kiosk("export", "--to", str(stick), "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [exported] = list(stick.iterdir())
+    assert "SIM-01" in exported.name
+    assert len(stored_ids(exported)) == 1
+
+
+def test_export_without_a_store_says_so_and_creates_nothing(tmp_path):
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    empty = tmp_path / "empty"
+    result = kiosk("export", "--to", str(stick), "--data-dir", str(empty), cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"kiosk: {empty / 'enrollments.sqlite3'}: no store here; ")
+    assert not empty.exists()
+    assert list(stick.iterdir()) == []
+
+
+def test_export_to_a_missing_folder_refuses_rather_than_filling_the_sd_card(tmp_path):
+    data = simulated_store(tmp_path, citizens=1)
+    unmounted = tmp_path / "media" / "usb"
+    result = kiosk("export", "--to", str(unmounted), "--data-dir", str(data), cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"kiosk: {unmounted}: does not exist; ")
+    assert not unmounted.exists()
+
+
+def test_simulate_numbers_enrollments_on_across_runs(tmp_path):
+    data = simulated_store(tmp_path, citizens=2)
+    simulated_store(tmp_path, citizens=3)
+    ids = stored_ids(data / "enrollments.sqlite3")
+    assert [enrollment_id.rsplit("-", 1)[1] for enrollment_id in ids] == [
+        f"{n:06d}" for n in range(1, 6)
+    ]
+    assert all(enrollment_id.startswith("SIM-01-") for enrollment_id in ids)

@@ -14,10 +14,11 @@ from support import VALID_NIK, PacketCatcher
 from kiosk import __version__
 from kiosk.drivers.base import ModuleKind
 from kiosk.drivers.fingerprint.fake import TEMPLATE_SIZE
-from kiosk.flow.enrollment import CONSENT_NOTICE
+from kiosk.flow.enrollment import CONSENT_NOTICE, new_enrollment_id
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.machine import SIGNATURE_IMAGE_SIZE, EnrollmentFlow, Step
 from kiosk.packet.build import SCHEMA_VERSION, Packet, build_packet
+from kiosk.simulate import enroll_one
 
 FINISHED_AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
 
@@ -80,6 +81,44 @@ def test_manifest_identifies_enrollment_station_and_software(packet):
     assert manifest["language"] == "en"
     assert manifest["finished_at"] == "2026-11-28T09:30:00+00:00"
     assert datetime.fromisoformat(manifest["started_at"]).tzinfo is not None
+
+
+def test_an_enrollment_id_is_station_date_and_sequence():
+    when = datetime(2026, 11, 28, 23, 59, tzinfo=UTC)
+    assert new_enrollment_id("TEST-01", when, 42) == "TEST-01-20261128-000042"
+    assert new_enrollment_id("TEST-01", when, 1_234_567) == "TEST-01-20261128-1234567"
+
+
+def test_ids_from_the_counter_never_collide_even_when_the_clock_jumps_back():
+    # A Pi without a real-time clock boots in the past, then NTP puts it right.
+    days = [28, 28, 1, 1, 28, 29, 1, 28]
+    ids = [
+        new_enrollment_id("TEST-01", datetime(2026, 11, day, tzinfo=UTC), sequence)
+        for sequence, day in enumerate(days, 1)
+    ]
+    assert len(set(ids)) == len(ids)
+
+
+def test_manifest_carries_the_sequence(finished):
+    numbered = dataclasses.replace(finished.enrollment, sequence=41)
+    packet = build_packet(numbered, finished.modules.infos(), FINISHED_AT)
+    assert packet.manifest["sequence"] == 41
+
+
+def test_the_flow_numbers_enrollments_on_from_the_sinks_last_sequence(make_flow):
+    catcher = PacketCatcher()
+    catcher.packets.append(
+        Packet("TEST-01-20261127-000006", {"sequence": 6, "modules": {}}, {})
+    )  # saved before the kiosk restarted
+    assert catcher.last_sequence() == 6
+    flow = make_flow(sink=catcher)
+    for expected in (7, 8):
+        enroll_one(flow, VALID_NIK)
+        packet = catcher.packets[-1]
+        assert packet.manifest["sequence"] == expected
+        assert packet.enrollment_id.endswith(f"-{expected:06d}")
+    assert catcher.last_sequence() == 8
+    assert PacketCatcher().last_sequence() == 0
 
 
 def test_manifest_records_the_consent(finished, packet):

@@ -6,7 +6,6 @@ an idle timeout drops them.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,9 +21,11 @@ from kiosk.quality.signature import SignatureQuality
 CONSENT_NOTICE = "consent-notice-2026-11-v1"  # bump when the consent text changes
 
 
-def new_enrollment_id(station_id: str, when: datetime) -> str:
-    """Station, date and 6 random hex digits: readable aloud, unique in practice."""
-    return f"{station_id}-{when:%Y%m%d}-{secrets.token_hex(3).upper()}"
+def new_enrollment_id(station_id: str, when: datetime, sequence: int) -> str:
+    """Station, date and the station's enrollment counter: readable aloud, and unique
+    by construction, since the counter (kept with the store) never goes back, even
+    when the clock does (a Pi without a real-time clock boots in the past)."""
+    return f"{station_id}-{when:%Y%m%d}-{sequence:06d}"
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Enrollment:
     fingers: dict[Finger, FingerRecord] = field(default_factory=dict)
     signature: SignatureRecord | None = None
     step_seconds: dict[str, float] = field(default_factory=dict)
+    sequence: int = 0  # the station's enrollment counter, see new_enrollment_id
 
     @property
     def flagged_fingers(self) -> list[FingerRecord]:

@@ -90,6 +90,7 @@ def build_packet(
     manifest = {
         "schema": SCHEMA_VERSION,
         "enrollment_id": enrollment.enrollment_id,
+        "sequence": enrollment.sequence,
         "software": f"rekam-kiosk {__version__}",
         "station": {"id": enrollment.station_id},
         "operator": None,  # operator login comes with the operator console

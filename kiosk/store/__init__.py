@@ -11,5 +11,13 @@ class EnrollmentSink(Protocol):
     """Where the flow hands a finished enrollment; the only way data reaches disk."""
 
     def save(self, packet: Packet) -> None:
-        """Keep ``packet`` durably, or raise StoreError and keep nothing."""
+        """Keep ``packet`` durably, or raise StoreError and keep nothing.
+
+        Saving an enrollment already kept (a retry) succeeds and keeps nothing new.
+        """
+        ...
+
+    def last_sequence(self) -> int:
+        """The highest manifest ``sequence`` ever kept, 0 when none: the flow numbers
+        its enrollments on from here (see kiosk.flow.enrollment.new_enrollment_id)."""
         ...
