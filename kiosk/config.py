@@ -3,7 +3,11 @@
 A problem names the file, the key and what was expected, so a technician can
 fix it with a text editor::
 
-    /etc/rekam-kiosk/station.toml: station.language: expected one of id, en; got "jv"
+    /etc/rekam-kiosk/station.toml: station.language: expected one of id, en; got 'jv'
+
+Nothing is ignored: an unknown key or table (``langauge``, ``[modules.printer]``)
+is an error suggesting the closest known name, so a misspelling never leaves the
+station on a default nobody chose.
 
 Example (see docs/station.example.toml)::
 
@@ -17,14 +21,19 @@ Example (see docs/station.example.toml)::
     driver = "picamera2"
 
 Each ``[modules.<kind>]`` table names a driver; its other keys are passed to
-that driver's constructor. ``KIOSK_<KIND>_DRIVER`` in the environment overrides
+that driver's constructor, and are checked against it when the modules are
+built (``StationModules.from_config``). ``KIOSK_<KIND>_DRIVER`` in the environment overrides
 the driver name (as ``GPIOZERO_PIN_FACTORY`` does in gpiozero).
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import math
 import os
 import re
+import reprlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +45,31 @@ from kiosk.i18n import LANGUAGES
 
 DEFAULT_PATH = Path("/etc/rekam-kiosk/station.toml")
 SIMULATION_PATH = Path(__file__).with_name("simulation.toml")
-_STATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_DEPTH = 16  # the deepest a real station file goes is an option's list: 4 levels
+
+# The keys each table may hold; [modules.<kind>] tables are checked against their driver.
+_KEYS = {
+    "": ("station", "modules", "session"),
+    "station": ("id", "region", "language", "data_dir"),
+    "modules": tuple(str(kind) for kind in ModuleKind),
+    "session": (
+        "idle_timeout_s",
+        "idle_warning_s",
+        "finger_tries",
+        "face_tries",
+        "max_finger_exceptions",
+        "min_age_years",
+    ),
+}
 
 
 @dataclass(frozen=True)
 class ModuleConfig:
     driver: str
     options: dict[str, Any] = field(default_factory=dict)
+    driver_from: str | None = None  # the environment variable that chose the driver, if one did
 
 
 @dataclass(frozen=True)
@@ -50,6 +77,9 @@ class SessionConfig:
     idle_timeout_s: float = 120.0  # a citizen who walked away; long enough to read the consent
     finger_tries: int = 3
     face_tries: int = 3
+    idle_warning_s: float = 20.0  # "Masih di sana?" counts down this long before the drop
+    max_finger_exceptions: int = 2  # more missing/injured/unusable fingers: the operator decides
+    min_age_years: int = 17  # younger NIKs go to the operator (married minors may enroll)
 
 
 @dataclass(frozen=True)
@@ -63,6 +93,41 @@ class StationConfig:
     session: SessionConfig
 
 
+class _ShortRepr(reprlib.Repr):
+    """reprlib's short repr, safe for ints too long for ``repr`` (a 5,000-digit TOML number)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 60
+        self.maxlevel = 2
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 512:
+            return (
+                f"<a whole number of about {math.floor(x.bit_length() * math.log10(2)) + 1} digits>"
+            )
+        return super().repr_int(x, level)
+
+
+_SHORT_REPR = _ShortRepr()
+
+
+def _shown(value: object) -> str:
+    """``value`` as one short line for an error message."""
+    return _SHORT_REPR.repr(value)
+
+
+def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``word``, or nothing."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _key_name(name: str) -> str:
+    """One key of a dotted path as a message shows it: bare if it can be, else quoted."""
+    return name if _BARE_KEY.fullmatch(name) else _shown(name)
+
+
 class _Reader:
     """Reads typed values from the parsed TOML, naming file and key on error."""
 
@@ -71,7 +136,7 @@ class _Reader:
         self.data = data
 
     def fail(self, key: str, expected: str, got: object = None) -> ConfigError:
-        got_text = "nothing (the key is missing)" if got is None else repr(got)
+        got_text = "nothing (the key is missing)" if got is None else _shown(got)
         return ConfigError(f"{self.path}: {key}: expected {expected}; got {got_text}")
 
     def table(self, key: str, required: bool = True) -> dict[str, Any]:
@@ -84,6 +149,20 @@ class _Reader:
             raise self.fail(key, f"a table [{key}]", node)
         return node
 
+    def only_known_keys(self, key: str) -> None:
+        """Refuse keys of table ``key`` this file format does not know: a misspelt key
+        would otherwise leave the station on a default the technician did not choose."""
+        known = _KEYS[key]
+        table = self.data if not key else self.table(key, required=False)
+        for name, value in table.items():
+            if name not in known:
+                what = "table" if isinstance(value, dict) else "key"
+                full = f"{key}.{_key_name(name)}" if key else _key_name(name)
+                raise ConfigError(
+                    f"{self.path}: {full}: expected one of {', '.join(known)}; "
+                    f"got an unknown {what}{_did_you_mean(name, known)}"
+                )
+
     def get(
         self, key: str, kind: type | tuple[type, ...], expected: str, default: Any = None
     ) -> Any:
@@ -94,30 +173,70 @@ class _Reader:
             raise self.fail(key, expected, value)
         return value
 
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        value = self.get(key, (int, float), "a number of seconds", default)
+        with contextlib.suppress(OverflowError):  # too long for a float: out of range anyway
+            value = float(value)
+        if not low <= value <= high:  # also refuses nan
+            raise self.fail(key, f"between {low:g} and {high:g}", value)
+        return value
+
+    def whole(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.get(key, int, "a whole number", default)
+        if not low <= value <= high:
+            raise self.fail(key, f"between {low} and {high}", value)
+        return value
+
 
 def load_config(path: Path | str) -> StationConfig:
     """Read and validate the station file at ``path``; raise ConfigError if it is unusable."""
     path = Path(path)
     try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: the station file does not exist; provision the station "
             f"or start with --simulate"
         ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except UnicodeDecodeError as exc:  # tomllib decodes before parsing: a damaged file
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:  # a damaged file
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except ValueError as exc:  # TOMLDecodeError, or a number too long to convert
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(
+            f"{path}: not a station file: arrays or tables nested hundreds deep"
+        ) from None
+    _refuse_deep_nesting(path, data)
     return _parse(_Reader(path, data))
 
 
+def _refuse_deep_nesting(path: Path, data: dict[str, Any]) -> None:
+    """Refuse values nested deeper than any station needs: a 5,000-deep dotted key
+    parses, but would break ``repr`` and every recursive reader after it."""
+    pending: list[tuple[list[str], Any]] = [([], data)]
+    while pending:  # a loop, not recursion: the point is not to recurse
+        keys, node = pending.pop()
+        if len(keys) > _MAX_DEPTH:
+            key = "".join(part if part[0] == "[" else f".{part}" for part in keys[:3])[1:]
+            raise ConfigError(
+                f"{path}: {key}...: expected at most {_MAX_DEPTH} levels of tables and arrays; "
+                f"got deeper"
+            )
+        if isinstance(node, dict):
+            pending.extend(([*keys, _key_name(name)], value) for name, value in node.items())
+        elif isinstance(node, list):
+            pending.extend(([*keys, f"[{i}]"], value) for i, value in enumerate(node))
+
+
 def _parse(r: _Reader) -> StationConfig:
+    r.only_known_keys("")
+    r.only_known_keys("station")
     station_id = r.get("station.id", str, "a station id of letters, digits, '.', '_' or '-'")
-    if not _STATION_ID.match(station_id):
+    if not _STATION_ID.fullmatch(station_id):  # fullmatch: "$" would let a final newline by
         raise r.fail("station.id", "letters, digits, '.', '_' or '-' (at most 64)", station_id)
     region = r.get("station.region", str, 'the region code or name, e.g. "3201"')
     if not region.strip():
@@ -125,37 +244,62 @@ def _parse(r: _Reader) -> StationConfig:
     language = r.get("station.language", str, f"one of {', '.join(LANGUAGES)}", "id")
     if language not in LANGUAGES:
         raise r.fail("station.language", f"one of {', '.join(LANGUAGES)}", language)
-    data_dir_text = r.get("station.data_dir", str, "a folder path")
-    if not data_dir_text.strip():  # Path("") is the current folder: data would land anywhere
-        raise r.fail("station.data_dir", "a folder path", data_dir_text)
-    data_dir = Path(data_dir_text).expanduser()
+    data_dir = _data_dir(r)
 
+    r.only_known_keys("modules")
     modules = {}
     for kind in ModuleKind:
         key = f"modules.{kind}"
         options = dict(r.table(key))
-        driver = os.environ.get(f"KIOSK_{kind.upper()}_DRIVER") or options.pop("driver", None)
+        variable = f"KIOSK_{kind.upper()}_DRIVER"
+        driver_from = variable if os.environ.get(variable) else None
+        driver = os.environ[variable] if driver_from else options.get("driver")
         options.pop("driver", None)
         if not isinstance(driver, str) or not driver:
+            misspelt = [name for name in options if _did_you_mean(name, ["driver"])]
+            if driver is None and misspelt:
+                raise ConfigError(
+                    f'{r.path}: {key}.driver: expected a driver name, e.g. "fake"; got nothing '
+                    f"(the key is missing; did you mean 'driver' for {_shown(misspelt[0])}?)"
+                )
             raise r.fail(f"{key}.driver", 'a driver name, e.g. "fake"', driver)
-        modules[kind] = ModuleConfig(driver, options)
+        modules[kind] = ModuleConfig(driver, options, driver_from)
 
-    defaults = SessionConfig()
+    r.only_known_keys("session")
+    default = SessionConfig()
+    idle_timeout_s = r.number("session.idle_timeout_s", default.idle_timeout_s, 10, 3600)
+    idle_warning_s = r.number("session.idle_warning_s", default.idle_warning_s, 5, 120)
+    if not idle_warning_s < idle_timeout_s:  # a countdown longer than the wait: keys swapped?
+        raise r.fail(
+            "session.idle_warning_s",
+            f"less than session.idle_timeout_s ({idle_timeout_s:g})",
+            idle_warning_s,
+        )
     session = SessionConfig(
-        idle_timeout_s=float(
-            r.get(
-                "session.idle_timeout_s",
-                (int, float),
-                "a number of seconds",
-                defaults.idle_timeout_s,
-            )
+        idle_timeout_s=idle_timeout_s,
+        finger_tries=r.whole("session.finger_tries", default.finger_tries, 1, 10),
+        face_tries=r.whole("session.face_tries", default.face_tries, 1, 10),
+        idle_warning_s=idle_warning_s,
+        max_finger_exceptions=r.whole(
+            "session.max_finger_exceptions", default.max_finger_exceptions, 0, 10
         ),
-        finger_tries=r.get("session.finger_tries", int, "a whole number", defaults.finger_tries),
-        face_tries=r.get("session.face_tries", int, "a whole number", defaults.face_tries),
+        min_age_years=r.whole("session.min_age_years", default.min_age_years, 0, 25),
     )
-    if not 10 <= session.idle_timeout_s <= 3600:
-        raise r.fail("session.idle_timeout_s", "between 10 and 3600", session.idle_timeout_s)
-    for key, value in (("finger_tries", session.finger_tries), ("face_tries", session.face_tries)):
-        if not 1 <= value <= 10:
-            raise r.fail(f"session.{key}", "between 1 and 10", value)
     return StationConfig(r.path, station_id, region, language, data_dir, modules, session)
+
+
+def _data_dir(r: _Reader) -> Path:
+    """``station.data_dir`` as an absolute path, ``~`` expanded."""
+    key = "station.data_dir"
+    text = r.get(key, str, "a folder path")
+    if not text.strip():  # Path("") is the current folder: data would land anywhere
+        raise r.fail(key, "a folder path", text)
+    if "\0" in text:
+        raise r.fail(key, "a folder path without NUL characters", text)
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # "~someone" who has no account here, or no home at all
+        raise r.fail(key, "a folder path whose '~' names a user of this machine", text) from None
+    if not path.is_absolute():  # relative to whatever folder the kiosk was started in
+        raise r.fail(key, 'an absolute folder path (starting with "/" or "~")', text)
+    return path

@@ -171,7 +171,11 @@ def test_run_with_an_unknown_driver_fails_before_the_window(tmp_path):
     result = kiosk_reporting_kivy(
         "run", "--config", str(path), cwd=tmp_path, KIOSK_CAMERA_DRIVER="picamera2"
     )
-    assert_one_line_error(result, "no camera driver named 'picamera2'", "installed: fake")
+    assert_one_line_error(
+        result,
+        f"{path}: modules.camera.driver: expected an installed camera driver (fake); "
+        "got 'picamera2' from KIOSK_CAMERA_DRIVER in the environment",
+    )
 
 
 def station_file(tmp_path: Path, data_dir: str) -> Path:

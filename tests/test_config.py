@@ -38,6 +38,9 @@ driver = "fake"
 idle_timeout_s = 90
 finger_tries = 4
 face_tries = 2
+idle_warning_s = 15
+max_finger_exceptions = 3
+min_age_years = 16
 """
 
 
@@ -74,8 +77,16 @@ def test_a_full_station_file_loads_every_value(tmp_path):
     assert config.region == "3201"
     assert config.language == "en"
     assert config.data_dir == Path("/var/lib/rekam-kiosk")
-    assert config.session == SessionConfig(idle_timeout_s=90.0, finger_tries=4, face_tries=2)
+    assert config.session == SessionConfig(
+        idle_timeout_s=90.0,
+        finger_tries=4,
+        face_tries=2,
+        idle_warning_s=15.0,
+        max_finger_exceptions=3,
+        min_age_years=16,
+    )
     assert isinstance(config.session.idle_timeout_s, float)
+    assert isinstance(config.session.idle_warning_s, float)
     assert {kind: module.driver for kind, module in config.modules.items()} == {
         ModuleKind.CAMERA: "fake",
         ModuleKind.FINGERPRINT: "fake",
@@ -111,6 +122,12 @@ def test_the_documented_example_station_loads():
     assert config.station_id == "3201-KCM-CIBINONG-01"
     assert set(config.modules) == set(ModuleKind)
     assert config.session == SessionConfig()
+
+
+def test_a_home_relative_data_dir_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    text = edited('"/var/lib/rekam-kiosk"', '"~/rekam"')
+    assert load_config(write(tmp_path, text)).data_dir == tmp_path / "rekam"
 
 
 def test_path_may_be_a_string(tmp_path):
@@ -173,7 +190,7 @@ def test_a_file_that_is_not_text_is_a_config_error(tmp_path):
 
 WRONG = {
     "station table missing": (
-        STATION.replace("[station]", "[stations]"),
+        STATION.split("\n\n", 1)[1],
         "station",
         "a table [station]",
     ),
@@ -212,6 +229,11 @@ WRONG = {
         "station.id",
         "letters, digits",
     ),
+    "station id ending in a newline": (  # it would end up inside every enrollment id
+        edited('"3201-KCM-CIBINONG-01"', '"3201-KCM-CIBINONG-01\\n"'),
+        "station.id",
+        "got '3201-KCM-CIBINONG-01\\n'",
+    ),
     "region a number": (
         edited('region = "3201"', "region = 3201"),
         "station.region",
@@ -232,6 +254,26 @@ WRONG = {
         edited('data_dir = "/var/lib/rekam-kiosk"', 'data_dir = ""'),
         "station.data_dir",
         "a folder path",
+    ),
+    "data_dir relative": (  # the store would land in whatever folder the kiosk started in
+        edited('"/var/lib/rekam-kiosk"', '"rekam-kiosk/data"'),
+        "station.data_dir",
+        "an absolute folder path",
+    ),
+    "data_dir with a NUL byte": (
+        edited('"/var/lib/rekam-kiosk"', '"/var/lib/rekam\\u0000kiosk"'),
+        "station.data_dir",
+        "without NUL",
+    ),
+    "data_dir home of an unknown user": (
+        edited('"/var/lib/rekam-kiosk"', '"~nosuchuser-rekam/data"'),
+        "station.data_dir",
+        "got '~nosuchuser-rekam/data'",
+    ),
+    "data_dir home folder with a NUL byte": (
+        edited('"/var/lib/rekam-kiosk"', '"~\\u0000/data"'),
+        "station.data_dir",
+        "without NUL",
     ),
     "camera driver missing": (
         edited('[modules.camera]\ndriver = "fake"\n', "[modules.camera]\n"),
@@ -298,6 +340,71 @@ WRONG = {
         "session.face_tries",
         "between 1 and 10; got 11",
     ),
+    "idle timeout beyond a float": (
+        edited("idle_timeout_s = 90", "idle_timeout_s = 0x" + "f" * 300),
+        "session.idle_timeout_s",
+        "between 10 and 3600",
+    ),
+    "finger tries with thousands of digits": (
+        edited("finger_tries = 4", "finger_tries = 0x" + "f" * 4000),
+        "session.finger_tries",
+        "between 1 and 10; got <a whole number of about 4817 digits>",
+    ),
+    "idle warning a string": (
+        edited("idle_warning_s = 15", 'idle_warning_s = "15"'),
+        "session.idle_warning_s",
+        "a number of seconds; got '15'",
+    ),
+    "idle warning too short": (
+        edited("idle_warning_s = 15", "idle_warning_s = 4.5"),
+        "session.idle_warning_s",
+        "between 5 and 120; got 4.5",
+    ),
+    "idle warning too long": (
+        edited("idle_warning_s = 15", "idle_warning_s = 121"),
+        "session.idle_warning_s",
+        "between 5 and 120",
+    ),
+    "idle warning as long as the timeout": (
+        edited("idle_warning_s = 15", "idle_warning_s = 90"),
+        "session.idle_warning_s",
+        "less than session.idle_timeout_s (90); got 90.0",
+    ),
+    "default idle warning longer than a short timeout": (
+        edited("idle_timeout_s = 90", "idle_timeout_s = 12").replace("idle_warning_s = 15\n", ""),
+        "session.idle_warning_s",
+        "less than session.idle_timeout_s (12); got 20.0",
+    ),
+    "finger exceptions negative": (
+        edited("max_finger_exceptions = 3", "max_finger_exceptions = -1"),
+        "session.max_finger_exceptions",
+        "between 0 and 10; got -1",
+    ),
+    "finger exceptions a fraction": (
+        edited("max_finger_exceptions = 3", "max_finger_exceptions = 1.5"),
+        "session.max_finger_exceptions",
+        "a whole number; got 1.5",
+    ),
+    "finger exceptions too many": (
+        edited("max_finger_exceptions = 3", "max_finger_exceptions = 11"),
+        "session.max_finger_exceptions",
+        "between 0 and 10",
+    ),
+    "minimum age a bool": (
+        edited("min_age_years = 16", "min_age_years = false"),
+        "session.min_age_years",
+        "a whole number; got False",
+    ),
+    "minimum age too high": (
+        edited("min_age_years = 16", "min_age_years = 26"),
+        "session.min_age_years",
+        "between 0 and 25; got 26",
+    ),
+    "a long odd value is shortened": (
+        edited('language = "en"', 'language = "' + "\\u202e\\u0000" * 5000 + '"'),
+        "station.language",
+        "one of id, en; got '\\u202e\\x00",
+    ),
 }
 
 
@@ -307,7 +414,8 @@ def test_a_wrong_value_names_file_key_and_expectation(tmp_path, text, key, expec
     message = config_error(path)
     assert message.startswith(f"{path}: {key}: expected ")
     assert expected in message
-    assert "\n" not in message  # one line, for the console and the log
+    assert len(message.splitlines()) == 1  # one line, for the console and the log
+    assert len(message) < 300
 
 
 def test_config_errors_are_kiosk_errors_and_value_errors(tmp_path):
@@ -315,3 +423,104 @@ def test_config_errors_are_kiosk_errors_and_value_errors(tmp_path):
         load_config(write(tmp_path, edited('language = "en"', 'language = "xx"')))
     assert isinstance(caught.value, KioskError)
     assert isinstance(caught.value, ValueError)
+
+
+# -- misspelt and unknown keys --------------------------------------------------
+
+UNKNOWN = {
+    "misspelt language": (
+        edited('language = "en"', 'langauge = "en"'),
+        "station.langauge",
+        "one of id, region, language, data_dir; got an unknown key (did you mean 'language'?)",
+    ),
+    "misspelt idle timeout": (
+        edited("idle_timeout_s = 90", "idle_timout_s = 90"),
+        "session.idle_timout_s",
+        "got an unknown key (did you mean 'idle_timeout_s'?)",
+    ),
+    "unknown kind of module": (
+        STATION + '\n[modules.printer]\ndriver = "fake"\n',
+        "modules.printer",
+        "one of camera, fingerprint, signature, indicators; got an unknown table",
+    ),
+    "misspelt kind of module": (
+        edited("[modules.camera]", "[modules.camra]"),
+        "modules.camra",
+        "got an unknown table (did you mean 'camera'?)",
+    ),
+    "unknown top-level table": (
+        STATION + '\n[network]\nhub = "https://hub.example"\n',
+        "network",
+        "one of station, modules, session; got an unknown table",
+    ),
+    "misspelt station table": (
+        STATION.replace("[station]", "[stations]"),
+        "stations",
+        "got an unknown table (did you mean 'station'?)",
+    ),
+    "unknown top-level key": (
+        "debug = true\n" + STATION,
+        "debug",
+        "one of station, modules, session; got an unknown key",
+    ),
+    "misspelt driver key": (
+        edited('[modules.indicators]\ndriver = "fake"', '[modules.indicators]\ndrvier = "fake"'),
+        "modules.indicators.driver",
+        "got nothing (the key is missing; did you mean 'driver' for 'drvier'?)",
+    ),
+    "odd key name": (
+        edited('language = "en"', '"lang\\nuage\\u0000" = "en"'),
+        "station.'lang\\nuage\\x00'",
+        "got an unknown key (did you mean 'language'?)",
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), UNKNOWN.values(), ids=UNKNOWN.keys())
+def test_an_unknown_key_is_refused_with_a_suggestion(tmp_path, text, key, expected):
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert message.startswith(f"{path}: {key}: expected ")
+    assert message.endswith(expected)
+    assert len(message.splitlines()) == 1
+
+
+def test_no_suggestion_when_nothing_is_close(tmp_path):
+    message = config_error(write(tmp_path, edited('language = "en"', 'zzz = "en"')))
+    assert message.endswith("got an unknown key")
+
+
+def test_module_options_are_not_checked_until_the_driver_is_known(tmp_path):
+    text = edited('serial = "FPR-0007"', 'serail = "FPR-0007"')  # StationModules checks it
+    assert load_config(write(tmp_path, text)).modules[ModuleKind.FINGERPRINT].options == {
+        "serail": "FPR-0007"
+    }
+
+
+def test_the_environment_override_is_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIOSK_CAMERA_DRIVER", "picamera2")
+    modules = load_config(write(tmp_path, STATION)).modules
+    assert modules[ModuleKind.CAMERA].driver_from == "KIOSK_CAMERA_DRIVER"
+    assert modules[ModuleKind.FINGERPRINT].driver_from is None
+
+
+# -- files a parser chokes on -----------------------------------------------------
+
+CHOKING = {
+    "arrays nested 5,000 deep": STATION + "deep = " + "[" * 5000 + "]" * 5000 + "\n",
+    "inline tables nested 5,000 deep": STATION + "deep = " + "{a = " * 5000 + "1" + "}" * 5000,
+    "dotted key 5,000 deep in an option": edited(
+        "delay = 0.5", "delay = [{" + "a." * 5000 + "a = 1}]"
+    ),
+    "dotted table 5,000 deep": STATION + "\n[" + "a." * 5000 + "a]\n",
+    "a number with 5,000 digits": edited("finger_tries = 4", "finger_tries = " + "9" * 5000),
+}
+
+
+@pytest.mark.parametrize("text", CHOKING.values(), ids=CHOKING.keys())
+def test_what_the_parser_chokes_on_is_a_one_line_config_error(tmp_path, text):
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert message.startswith(f"{path}: ")
+    assert len(message.splitlines()) == 1
+    assert len(message) < 300

@@ -96,11 +96,12 @@ def test_names_are_case_sensitive():
 
 
 BAD_OPTIONS = {
-    "unknown option": (ModuleKind.CAMERA, "fake", {"resolution": "640x480"}, "resolution"),
     "unknown behaviour": (ModuleKind.FINGERPRINT, "fake", {"script": ["wet"]}, "wet"),
     "fail_on_call zero": (ModuleKind.CAMERA, "fake", {"fail_on_call": 0}, "counts from 1"),
-    "negative aspect": (ModuleKind.SIGNATURE, "touch", {"aspect": -3.0}, "positive"),
+    "negative aspect": (ModuleKind.SIGNATURE, "touch", {"aspect": -3.0}, "got -3.0"),
     "delay not a number": (ModuleKind.CAMERA, "fake", {"delay": "soon"}, "soon"),
+    "delay beyond a float": (ModuleKind.CAMERA, "fake", {"delay": 2**2000}, "too large"),
+    "fail_on_call a string": (ModuleKind.FINGERPRINT, "fake", {"fail_on_call": "3"}, "'<'"),
 }
 
 
@@ -113,6 +114,39 @@ def test_bad_options_are_a_config_error_naming_the_driver(kind, name, options, d
     message = str(caught.value)
     assert message.startswith(f"{kind} driver {name!r} does not accept these options: ")
     assert detail in message
+
+
+def test_an_unknown_option_names_the_options_and_the_closest_one():
+    with pytest.raises(ConfigError) as caught:
+        registry.create(ModuleKind.CAMERA, "fake", {"serail": "CAM-1"})
+    assert str(caught.value) == (
+        "serail: expected an option of the camera driver 'fake' "
+        "(script, fail_on_call, serial, delay); got an unknown option (did you mean 'serial'?)"
+    )
+
+
+def test_an_unknown_option_with_nothing_close_has_no_suggestion():
+    with pytest.raises(ConfigError, match=r"got an unknown option$"):
+        registry.create(ModuleKind.INDICATORS, "fake", {"resolution": "640x480"})
+
+
+def test_a_long_odd_option_value_gives_a_short_one_line_error():
+    with pytest.raises(ConfigError) as caught:
+        registry.create(ModuleKind.CAMERA, "fake", {"script": ["face\n" * 100_000]})
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and len(message) < 400
+    assert "valid behaviours are" in message
+
+
+def test_option_names_come_from_the_constructor():
+    assert registry.option_names(FakeCamera) == ["script", "fail_on_call", "serial", "delay"]
+    assert registry.option_names(TouchSignaturePad) == ["serial", "aspect"]
+
+    class AnyOptions(FakeIndicators):
+        def __init__(self, **options: object) -> None:
+            super().__init__()
+
+    assert registry.option_names(AnyOptions) is None  # takes anything: nothing to check
 
 
 # -- the station's modules --------------------------------------------------------
@@ -155,9 +189,47 @@ def test_simulate_forces_fakes_whatever_the_config_names(tmp_path):
     assert modules.simulated == list(ModuleKind)
 
 
-def test_from_config_with_an_unknown_driver_fails(tmp_path):
-    with pytest.raises(UnknownBackend, match="picamera2"):
+def test_from_config_with_an_unknown_driver_names_file_and_key(tmp_path):
+    with pytest.raises(UnknownBackend) as caught:
         StationModules.from_config(station(tmp_path, camera="picamera2"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'station.toml'}: modules.camera.driver: "
+        "expected an installed camera driver (fake); got 'picamera2'"
+    )
+
+
+def test_an_unknown_driver_from_the_environment_names_the_variable(tmp_path, monkeypatch):
+    path = tmp_path / "station.toml"
+    path.write_text(SIMULATION_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setenv("KIOSK_SIGNATURE_DRIVER", "wacom")
+    with pytest.raises(UnknownBackend) as caught:
+        StationModules.from_config(load_config(path))
+    assert str(caught.value) == (
+        f"{path}: modules.signature.driver: expected an installed signature driver "
+        "(fake, touch); got 'wacom' from KIOSK_SIGNATURE_DRIVER in the environment"
+    )
+
+
+def test_from_config_with_an_unknown_option_names_file_key_and_suggestion(tmp_path):
+    config = station(tmp_path, camera=ModuleConfig("fake", {"serail": "CAM-1"}))
+    with pytest.raises(ConfigError) as caught:
+        StationModules.from_config(config)
+    assert str(caught.value) == (
+        f"{config.path}: modules.camera.serail: expected an option of the camera driver 'fake' "
+        "(script, fail_on_call, serial, delay); got an unknown option (did you mean 'serial'?)"
+    )
+
+
+def test_from_config_with_a_bad_option_value_names_file_and_table(tmp_path):
+    config = station(tmp_path, signature=ModuleConfig("touch", {"aspect": -1.0}))
+    with pytest.raises(ConfigError) as caught:
+        StationModules.from_config(config)
+    message = str(caught.value)
+    assert message.startswith(
+        f"{config.path}: modules.signature: "
+        "signature driver 'touch' does not accept these options: "
+    )
+    assert "aspect" in message and "-1.0" in message
 
 
 def test_a_dead_module_does_not_stop_the_others_from_opening():

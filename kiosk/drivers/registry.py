@@ -6,16 +6,24 @@ new sensor needs no change here::
     [project.entry-points."rekam_kiosk.fingerprint"]
     zhiantec = "kiosk.drivers.fingerprint.zhiantec:ZhiantecReader"
 
-Unknown names are a clear error listing what is installed.
+Unknown names are a clear error listing what is installed; unknown options are
+found from the constructor's keyword names, with the closest one suggested.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import reprlib
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
 from kiosk.drivers.base import Module, ModuleKind
 from kiosk.errors import ConfigError, UnknownBackend
+
+_short = reprlib.Repr()  # odd names and values, shortened so an error stays one line
+_short.maxstring = _short.maxother = 60
 
 
 def group(kind: ModuleKind) -> str:
@@ -37,10 +45,74 @@ def backend_class(kind: ModuleKind, name: str) -> type:
     return next(iter(matches)).load()
 
 
-def create(kind: ModuleKind, name: str, options: dict[str, Any] | None = None) -> Module:
-    """Construct (not open) the ``name`` backend for ``kind`` with ``options``."""
-    cls = backend_class(kind, name)
+def option_names(cls: type) -> list[str] | None:
+    """The keyword options ``cls``'s constructor takes, in order; None if it takes any."""
     try:
-        return cls(**(options or {}))
-    except (TypeError, ValueError) as exc:  # an unknown option, or a known one with a bad value
-        raise ConfigError(f"{kind} driver {name!r} does not accept these options: {exc}") from exc
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: let the constructor judge
+        return None
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        return None
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [parameter.name for parameter in parameters if parameter.kind in keyword]
+
+
+def create(
+    kind: ModuleKind,
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    where: str | None = None,
+) -> Module:
+    """Construct (not open) the ``name`` backend for ``kind`` with ``options``.
+
+    ``where`` names the table the name and options were read from, e.g.
+    ``"/etc/rekam-kiosk/station.toml: modules.camera"``: errors then start with
+    it and name the key (``...: modules.camera.driver: expected ...``). Raises
+    UnknownBackend for an unknown name, ConfigError for an unknown option or a
+    value the backend refuses.
+    """
+    try:
+        cls = backend_class(kind, name)
+    except UnknownBackend:
+        if where is None:
+            raise
+        installed = ", ".join(available(kind)) or "none"
+        raise UnknownBackend(
+            f"{where}.driver: expected an installed {kind} driver ({installed}); "
+            f"got {_short.repr(name)}"
+        ) from None
+    options = dict(options or {})
+    accepted = option_names(cls)
+    if accepted is not None:
+        for option in options:
+            if option not in accepted:
+                raise _unknown_option(kind, name, option, accepted, where)
+    try:
+        return cls(**options)
+    # an option of the wrong type, or a value out of range (OverflowError: float(2**2000))
+    except (TypeError, ValueError, OverflowError) as exc:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(
+            f"{prefix}{kind} driver {name!r} does not accept these options: {_one_line(exc)}"
+        ) from exc
+
+
+def _unknown_option(
+    kind: ModuleKind, name: str, option: str, accepted: list[str], where: str | None
+) -> ConfigError:
+    close = difflib.get_close_matches(option, accepted, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    shown = option if option.isidentifier() and len(option) <= 64 else _short.repr(option)
+    return ConfigError(
+        f"{f'{where}.' if where else ''}{shown}: expected an option of the {kind} driver "
+        f"{name!r} ({', '.join(accepted) or 'none'}); got an unknown option{hint}"
+    )
+
+
+def _one_line(exc: Exception, limit: int = 240) -> str:
+    """A backend's error text as one line of at most ``limit`` characters; a long
+    value in the middle is cut, the start and the end (often the advice) are kept."""
+    text = " ".join(str(exc).split())
+    half = (limit - 5) // 2
+    return text if len(text) <= limit else f"{text[:half]} ... {text[-half:]}"

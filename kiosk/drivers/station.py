@@ -16,7 +16,7 @@ from kiosk.drivers.base import (
     ModuleKind,
     SignaturePad,
 )
-from kiosk.errors import DriverError
+from kiosk.errors import DriverError, UnknownBackend
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,24 @@ class StationModules:
 
     @classmethod
     def from_config(cls, config: StationConfig, simulate: bool = False) -> StationModules:
-        """Create every module the config names; ``simulate`` forces the fakes."""
+        """Create every module the config names; ``simulate`` forces the fakes.
+
+        Raises UnknownBackend or ConfigError naming the station file and the key.
+        """
         made = {}
         for kind, module in config.modules.items():
             if simulate:
                 made[kind] = registry.create(kind, "fake")
-            else:
-                made[kind] = registry.create(kind, module.driver, module.options)
+                continue
+            where = f"{config.path}: modules.{kind}"
+            try:
+                made[kind] = registry.create(kind, module.driver, module.options, where=where)
+            except UnknownBackend as exc:
+                if module.driver_from is None:
+                    raise
+                raise UnknownBackend(
+                    f"{exc} from {module.driver_from} in the environment"
+                ) from None
         return cls(**{str(kind): module for kind, module in made.items()})
 
     def by_kind(self) -> dict[ModuleKind, Module]:
