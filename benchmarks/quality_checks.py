@@ -49,6 +49,7 @@ def reviewed_enrollment(modules: StationModules) -> Enrollment:
         flow.capture_face()
     while flow.step is Step.FINGERPRINTS:
         flow.capture_finger()
+    flow.modules.signature.sign()  # the scripted citizen draws
     flow.submit_signature()
     if flow.step is not Step.REVIEW:
         raise SystemExit("the simulated enrollment did not reach the review")

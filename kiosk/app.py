@@ -39,7 +39,7 @@ from kiosk.drivers.station import StationModules  # noqa: E402
 from kiosk.flow.machine import EnrollmentFlow, Step  # noqa: E402
 from kiosk.i18n import LANGUAGES, Translator  # noqa: E402
 from kiosk.screens import SCREENS, load_screens  # noqa: E402
-from kiosk.screens.base import CancelDialog  # noqa: E402
+from kiosk.screens.base import CancelDialog, StillHereDialog  # noqa: E402
 from kiosk.store.sqlite import EnrollmentStore  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class KioskApp(App):
         self.title = "Rekam kiosk"
         self._translators = {language: Translator(language) for language in LANGUAGES}
         self._pending = None
-        self._dialog = None
+        self._dialog = None  # "stop this recording?", when open
+        self._still_here = None  # "still there?", when open
         self.attach(flow)
 
     def t(self, key: str, language: str | None = None, **values: object) -> str:
@@ -66,6 +67,10 @@ class KioskApp(App):
 
     def attach(self, flow: EnrollmentFlow) -> None:
         """Show ``flow`` from now on (the previous one is forgotten)."""
+        for dialog in (self._dialog, self._still_here):
+            if dialog is not None:
+                dialog.dismiss()  # they asked about the previous flow's session
+        self._dialog = self._still_here = None
         self.flow = flow
         self.language = flow.language
         self.simulated = [str(kind) for kind in flow.modules.simulated]
@@ -95,23 +100,37 @@ class KioskApp(App):
         if self._dialog is not None and flow.step in (Step.WELCOME, Step.DONE):
             self._dialog.dismiss()  # the session it asked about is over
             self._dialog = None
+        self._ask_still_here(flow.still_here_left)
         self.language = flow.language
         screen = manager.get_screen(str(flow.step))
         if manager.current != screen.name:
             manager.current = screen.name
+            screen.mark_shown()
             screen.entered()
         screen.refresh()
 
+    def _ask_still_here(self, seconds_left: int | None) -> None:
+        if seconds_left is None:
+            if self._still_here is not None:
+                self._still_here.dismiss()
+                self._still_here = None
+            return
+        if self._still_here is None:
+            self._still_here = StillHereDialog()
+            self._still_here.open()
+        self._still_here.seconds_left = seconds_left
+
     def confirm_cancel(self) -> None:
         """Ask before dropping the enrollment (the top bar's Cancel)."""
-        self._dialog = CancelDialog()
-        self._dialog.open()
+        if self._dialog is None or self._dialog.parent is None:
+            self._dialog = CancelDialog()
+            self._dialog.open()
 
     def _tick(self, _dt: float) -> None:
         self.flow.tick()
 
     def _on_any_touch(self, _window, _touch) -> bool:
-        self.flow.touch()
+        self.flow.touch()  # also answers "still there?"
         return False
 
     def _refuse_close(self, *_args) -> bool:

@@ -10,7 +10,7 @@ from kiosk.drivers.base import ModuleKind, Signal
 from kiosk.drivers.signature.touch import TouchSignaturePad
 from kiosk.errors import FlowError, StoreError
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
-from kiosk.flow.machine import EnrollmentFlow, Retake, Step
+from kiosk.flow.machine import EnrollmentFlow, Notice, Retake, Step
 from kiosk.flow.nik import NikError
 
 SIGNATURE = [(0.1 + i * 0.02, 0.5 + (i % 5) * 0.05, i * 0.01) for i in range(40)]
@@ -310,17 +310,25 @@ def test_cancel_anywhere_discards_everything(make_flow, store, step):
 
 @pytest.mark.parametrize("step", list(STEPS_TO))
 def test_idle_timeout_returns_to_welcome(make_flow, clock, store, step):
-    flow = make_flow(session=SessionConfig(idle_timeout_s=60))
+    flow = make_flow(session=SessionConfig(idle_timeout_s=60, idle_warning_s=20))
     STEPS_TO[step](flow)
     clock.advance(59)
     assert not flow.tick()
-    assert flow.step is step
-    flow.touch()  # a touch restarts the count
-    clock.advance(59)
-    assert not flow.tick()
+    assert flow.step is step and flow.still_here_left is None
     clock.advance(2)
+    assert flow.tick()  # first it asks "still there?", counting down
+    assert flow.step is step and flow.still_here_left == 19
+    flow.touch()  # a touch answers, and restarts the count
+    assert flow.still_here_left is None
+    clock.advance(61)
+    assert flow.tick() and flow.still_here_left == 19
+    clock.advance(18)
+    assert flow.tick() and flow.still_here_left == 1
+    assert flow.step is step
+    clock.advance(1)
     assert flow.tick()
     assert flow.step is Step.WELCOME and flow.enrollment is None
+    assert flow.notice is Notice.TIMED_OUT
     assert store.count() == 0
 
 
@@ -386,6 +394,9 @@ def test_store_failure_keeps_the_enrollment_to_save_again(make_flow, store):
             if self.full:
                 raise StoreError("the disk is full")
             store.save(packet)
+
+        def last_sequence(self):
+            return store.last_sequence()
 
     sink = FullDisk()
     flow = make_flow(sink=sink)

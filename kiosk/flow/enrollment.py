@@ -64,6 +64,14 @@ class SignatureRecord:
     image: np.ndarray  # grayscale, ink black on white
 
 
+@dataclass(frozen=True)
+class OperatorApproval:
+    """An operator let the enrollment go on past something the kiosk stops at."""
+
+    reason: str  # an OperatorReason value, e.g. "under_age"
+    approved_at: datetime
+
+
 @dataclass
 class Enrollment:
     enrollment_id: str
@@ -77,6 +85,7 @@ class Enrollment:
     signature: SignatureRecord | None = None
     step_seconds: dict[str, float] = field(default_factory=dict)
     sequence: int = 0  # the station's enrollment counter, see new_enrollment_id
+    operator_approvals: list[OperatorApproval] = field(default_factory=list)
 
     @property
     def flagged_fingers(self) -> list[FingerRecord]:

@@ -5,6 +5,8 @@ headless simulator and the tests call the same methods. Capture methods block
 on the device (the UI calls them from a worker thread); every other method is
 instant. A capture that finishes after the session was cancelled or timed out
 is dropped, so a late result can never leak into the next citizen's session.
+While a dialog is open the screen pauses the flow: captures stop and a result
+that arrives meanwhile is dropped, so the citizen resumes where they were.
 
     flow = EnrollmentFlow(station_id="SIM-01", modules=modules, sink=store)
     flow.start("en")
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 
@@ -36,11 +39,13 @@ from kiosk.flow.enrollment import (
     Enrollment,
     FaceRecord,
     FingerRecord,
+    OperatorApproval,
     SignatureRecord,
     new_enrollment_id,
 )
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.nik import NikCheck, check_nik
+from kiosk.flow.operator import OperatorPin
 from kiosk.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from kiosk.packet.build import build_packet
 from kiosk.quality.face import assess_face
@@ -54,6 +59,7 @@ CAMERA_TIMEOUT_S = 5.0
 FINGER_WAIT_S = 10.0  # one wait for a finger; the screen simply asks again
 SIGNATURE_TIMEOUT_S = 2.0
 RECEIPT_SECONDS = 45.0  # the receipt stays up this long, then the kiosk is ready again
+NOTICE_SECONDS = 30.0  # a word on the welcome screen about the last session, then it goes
 SIGNATURE_IMAGE_SIZE = (900, 300)
 
 
@@ -66,11 +72,27 @@ class Step(enum.StrEnum):
     SIGNATURE = "signature"
     REVIEW = "review"
     DONE = "done"
+    OPERATOR = "operator"  # held until an operator decides; not on the citizen's own path
 
 
 class Retake(enum.StrEnum):
+    NIK = "nik"
     FACE = "face"
     SIGNATURE = "signature"
+
+
+class OperatorReason(enum.StrEnum):
+    """Why an enrollment waits for an operator; the value ends its i18n keys."""
+
+    UNDER_AGE = "under_age"  # younger than the recording age: married minors may still enroll
+    FINGER_EXCEPTIONS = "finger_exceptions"  # more fingers flagged than the station allows
+
+
+class Notice(enum.StrEnum):
+    """What the welcome screen says about the session that just ended (i18n keys)."""
+
+    DECLINED = "welcome.notice.declined"
+    TIMED_OUT = "welcome.notice.timed_out"
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,12 @@ class CaptureResult:
     fault: ModuleKind | None = None  # the module failed; the operator is needed
     stale: bool = False  # the session ended while the device was busy; ignore
     preview: np.ndarray | None = None  # the image just taken, for the screen to show
+
+
+def age_on(birth_date: date, today: date) -> int:
+    """Whole years of age on ``today`` (a 29 February birthday counts from 1 March)."""
+    had_birthday = (today.month, today.day) >= (birth_date.month, birth_date.day)
+    return today.year - birth_date.year - (0 if had_birthday else 1)
 
 
 class EnrollmentFlow:
@@ -98,6 +126,7 @@ class EnrollmentFlow:
         language: str = DEFAULT_LANGUAGE,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        operator_pin: OperatorPin | None = None,
     ) -> None:
         self.station_id = station_id
         self.modules = modules
@@ -117,8 +146,19 @@ class EnrollmentFlow:
         self.fault: ModuleKind | None = None
         self.returning_to_review = False
         self.saved_id: str | None = None
+        self.operator_pin = operator_pin
+        self.operator_reason: OperatorReason | None = None
+        self._after_operator: Step | None = None  # where an approval continues
+        self.notice: Notice | None = None
+        self.still_here_left: int | None = None  # seconds of "still there?" left, when asked
+        self._paused = 0  # open dialogs: captures wait while any is open
+        self._capture_epoch = 0  # bumped by pause(): a capture begun before is stale
+        # ids come from a counter kept with the store: unique by construction; a
+        # session that is never saved leaves no gap worth keeping
+        self._sequence = sink.last_sequence()
         self._entered_at = clock()
         self._last_activity = clock()
+        self._notice_at = clock()
         self._signal(Signal.IDLE)
 
     # -- observing ---------------------------------------------------------
@@ -151,8 +191,31 @@ class EnrollmentFlow:
         self.problem = None
 
     def touch(self) -> None:
-        """Note that the person is still there (any touch on the screen)."""
-        self._last_activity = self._clock()
+        """Note that the person is still there (any touch on the screen); this
+        also answers "still there?"."""
+        with self._lock:
+            self._last_activity = self._clock()
+            asked, self.still_here_left = self.still_here_left, None
+        if asked is not None:
+            self._changed()
+
+    # -- dialogs pause the capture --------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused > 0
+
+    def pause(self) -> None:
+        """A dialog opened over the screen: no capture may move the enrollment on."""
+        with self._lock:
+            self._paused += 1
+            self._capture_epoch += 1
+
+    def resume(self) -> None:
+        """A dialog closed: captures may go on from where they were."""
+        with self._lock:
+            self._paused = max(self._paused - 1, 0)
+        self._changed()
 
     def set_language(self, language: str) -> None:
         if language not in LANGUAGES:
@@ -161,7 +224,7 @@ class EnrollmentFlow:
             self.language = language
             if self.enrollment is not None:
                 self.enrollment.language = language
-            self.touch()
+            self._last_activity = self._clock()
         self._changed()
 
     def start(self, language: str | None = None) -> None:
@@ -170,23 +233,29 @@ class EnrollmentFlow:
             self._require(Step.WELCOME)
             self.language = language or self.language
             now = self._wall_clock()
+            self._sequence += 1
             self.enrollment = Enrollment(
-                new_enrollment_id(self.station_id, now), self.station_id, now, self.language
+                new_enrollment_id(self.station_id, now, self._sequence),
+                self.station_id,
+                now,
+                self.language,
+                sequence=self._sequence,
             )
             self.saved_id = None
+            self.notice = None
             self._go(Step.NIK)
-            self.touch()
+            self._last_activity = self._clock()
         self._changed()
 
-    def cancel(self) -> None:
+    def cancel(self, notice: Notice | None = None) -> None:
         """Drop everything not saved and return to the welcome screen."""
         with self._lock:
             if self.enrollment is not None and self.step is not Step.DONE:
                 log.info("enrollment %s cancelled at %s", self.enrollment.enrollment_id, self.step)
-            self._reset()
+            self._reset(notice)
         self._changed()
 
-    def _reset(self) -> None:
+    def _reset(self, notice: Notice | None = None) -> None:
         self.enrollment = None
         self.step = Step.WELCOME
         self.current_finger = None
@@ -194,22 +263,43 @@ class EnrollmentFlow:
         self.problem = None
         self.fault = None
         self.returning_to_review = False
+        self.operator_reason = None
+        self._after_operator = None
+        self.still_here_left = None
+        self.notice = notice
+        self._notice_at = self._clock()
+        self._capture_epoch += 1
         self.language = self.default_language
         self._entered_at = self._clock()
         self._signal(Signal.IDLE)
 
     def tick(self) -> bool:
-        """Call about once a second: ends an abandoned session. True if it did."""
+        """Call about once a second: asks "still there?" of an idle citizen, then
+        ends the abandoned session. True if the flow changed."""
         with self._lock:
-            idle = self._clock() - self._last_activity
+            now = self._clock()
+            idle = now - self._last_activity
             if self.step is Step.WELCOME:
-                return False
-            limit = RECEIPT_SECONDS if self.step is Step.DONE else self.session.idle_timeout_s
-            if idle < limit:
-                return False
-            if self.step is not Step.DONE:
-                log.info("enrollment abandoned at %s after %.0f s idle", self.step, idle)
-            self._reset()
+                if self.notice is None or now - self._notice_at < NOTICE_SECONDS:
+                    return False
+                self.notice = None
+            elif self.step is Step.DONE:
+                if idle < RECEIPT_SECONDS:
+                    return False
+                self._reset()
+            else:
+                ask_at = self.session.idle_timeout_s
+                drop_at = ask_at + self.session.idle_warning_s
+                if idle < ask_at:
+                    return False
+                if idle < drop_at:
+                    left = math.ceil(drop_at - idle)
+                    if left == self.still_here_left:
+                        return False
+                    self.still_here_left = left
+                else:
+                    log.info("enrollment abandoned at %s after %.0f s idle", self.step, idle)
+                    self._reset(Notice.TIMED_OUT)
         self._changed()
         return True
 
@@ -223,13 +313,22 @@ class EnrollmentFlow:
     # -- NIK and consent ------------------------------------------------------
 
     def submit_nik(self, text: str) -> NikCheck:
+        """Check the typed NIK; a good one moves on (to the operator if the
+        citizen is younger than the recording age)."""
         with self._lock:
             enrollment = self._require(Step.NIK)
-            self.touch()
-            check = check_nik(text, today=self._wall_clock().date())
+            self._last_activity = self._clock()
+            today = self._wall_clock().date()
+            check = check_nik(text, today=today)
             if check.ok:
                 enrollment.nik = check.nik
-                self._go(Step.CONSENT)
+                if self.returning_to_review:
+                    self.returning_to_review = False
+                    self._go(Step.REVIEW)
+                elif age_on(check.nik.birth_date, today) < self.session.min_age_years:
+                    self._hold_for_operator(OperatorReason.UNDER_AGE, then=Step.CONSENT)
+                else:
+                    self._go(Step.CONSENT)
             else:
                 self.problem = check.errors[0]
         self._changed()
@@ -241,7 +340,58 @@ class EnrollmentFlow:
             enrollment.consent = Consent(CONSENT_NOTICE, self.language, self._wall_clock())
             self._go(Step.FACE)
             self.tries_left = self.session.face_tries
-            self.touch()
+            self._last_activity = self._clock()
+        self._changed()
+
+    def decline_consent(self) -> None:
+        """The citizen does not agree: nothing is kept, and welcome says so."""
+        with self._lock:
+            self._require(Step.CONSENT)
+        self.cancel(Notice.DECLINED)
+
+    # -- the operator ---------------------------------------------------------
+
+    def _hold_for_operator(self, reason: OperatorReason, then: Step) -> None:
+        log.warning(
+            "enrollment %s waits for an operator: %s", self.enrollment.enrollment_id, reason
+        )
+        self._go(Step.OPERATOR)
+        self.operator_reason = reason
+        self._after_operator = then
+        self._signal(Signal.ATTENTION)
+
+    def operator_approve(self, pin: str) -> bool:
+        """The operator lets the enrollment go on past ``operator_reason``.
+        False (and nothing changes) for a wrong PIN or none provisioned."""
+        with self._lock:
+            enrollment = self._require(Step.OPERATOR)
+            self._last_activity = self._clock()
+            if self.operator_pin is None or not self.operator_pin.verify(pin):
+                self.problem = "operator.pin.wrong"
+                result = False
+            else:
+                approval = OperatorApproval(str(self.operator_reason), self._wall_clock())
+                enrollment.operator_approvals.append(approval)
+                log.info("operator approved %s: %s", enrollment.enrollment_id, approval.reason)
+                then, self.operator_reason, self._after_operator = self._after_operator, None, None
+                if then is Step.DONE:
+                    self._go(Step.REVIEW)
+                    self._save(enrollment)
+                else:
+                    self._go(then)
+                result = True
+        self._changed()
+        return result
+
+    def operator_return(self) -> None:
+        """Back to where the enrollment came from, to correct it (a mistyped
+        NIK, a finger that can be taken after all)."""
+        with self._lock:
+            self._require(Step.OPERATOR)
+            back = Step.NIK if self.operator_reason is OperatorReason.UNDER_AGE else Step.REVIEW
+            self.operator_reason = self._after_operator = None
+            self._go(back)
+            self._last_activity = self._clock()
         self._changed()
 
     # -- face -----------------------------------------------------------------
@@ -250,21 +400,25 @@ class EnrollmentFlow:
         """Take one photo and check it; blocks on the camera."""
         with self._lock:
             session = self._require(Step.FACE)
+            if self.paused:
+                return CaptureResult(False, stale=True)
+            epoch = self._capture_epoch
             self._signal(Signal.WORKING)
         try:
             frame = self.modules.camera.capture(timeout=CAMERA_TIMEOUT_S)
             quality = assess_face(frame.image)
-        except DriverError as exc:  # unplugged, timed out, never opened
+        # unplugged, timed out, never opened; or data no real image can be (ValueError)
+        except (DriverError, ValueError) as exc:
             return self._device_fault(session, Step.FACE, ModuleKind.CAMERA, exc)
         with self._lock:
-            if self.enrollment is not session or self.step is not Step.FACE:
+            if self._stale(session, Step.FACE, epoch):
                 return CaptureResult(False, stale=True)
             self.fault = None
             attempts = self.session.face_tries - self.tries_left + 1
             if quality.ok:
                 session.face = FaceRecord(frame.image, quality, frame.module, attempts)
                 self._signal(Signal.SUCCESS)
-                self.touch()
+                self._last_activity = self._clock()
                 self._after_capture(Step.FINGERPRINTS)
                 result = CaptureResult(True, preview=frame.image)
             else:
@@ -283,7 +437,7 @@ class EnrollmentFlow:
             self._require(Step.FACE)
             self.tries_left = self.session.face_tries
             self.fault = None
-            self.touch()
+            self._last_activity = self._clock()
         self._changed()
 
     # -- fingerprints ---------------------------------------------------------
@@ -292,19 +446,18 @@ class EnrollmentFlow:
         """Wait for the current finger and check it; blocks on the reader."""
         with self._lock:
             session = self._require(Step.FINGERPRINTS)
-            finger = self.current_finger
+            if self.paused:
+                return CaptureResult(False, stale=True)
+            finger, epoch = self.current_finger, self._capture_epoch
             self._signal(Signal.WORKING)
         try:
             capture = self.modules.fingerprint.capture(timeout=FINGER_WAIT_S)
             quality = assess_fingerprint(capture.image) if capture.image is not None else None
-        except DriverError as exc:  # unplugged, timed out, never opened
+        # unplugged, timed out, never opened; or data no real image can be (ValueError)
+        except (DriverError, ValueError) as exc:
             return self._device_fault(session, Step.FINGERPRINTS, ModuleKind.FINGERPRINT, exc)
         with self._lock:
-            if (
-                self.enrollment is not session
-                or self.step is not Step.FINGERPRINTS
-                or self.current_finger is not finger
-            ):
+            if self._stale(session, Step.FINGERPRINTS, epoch) or self.current_finger is not finger:
                 return CaptureResult(False, stale=True)
             self.fault = None
             if capture.outcome is Outcome.NO_FINGER or quality is None:
@@ -315,11 +468,11 @@ class EnrollmentFlow:
                 attempts = self.session.finger_tries - self.tries_left + 1
                 self._record_finger(FingerRecord(finger, attempts, capture, quality))
                 self._signal(Signal.SUCCESS)
-                self.touch()
+                self._last_activity = self._clock()
                 result = CaptureResult(True, preview=capture.image)
             else:
                 self.tries_left -= 1
-                self.touch()
+                self._last_activity = self._clock()
                 if self.tries_left > 0:
                     self.problem = quality.problem
                     self._signal(Signal.RETRY)
@@ -341,14 +494,20 @@ class EnrollmentFlow:
         self._changed()
         return result
 
-    def mark_finger(self, exception: FingerException) -> None:
-        """The current finger is missing or injured: record it, flag it, move on."""
+    def mark_finger(self, exception: FingerException, finger: Finger | None = None) -> None:
+        """The current finger is missing or injured: record it, flag it, move on.
+
+        ``finger`` is the one the citizen confirmed; if the flow has moved to
+        another finger meanwhile, nothing is marked (FlowError).
+        """
         with self._lock:
             self._require(Step.FINGERPRINTS)
+            if finger is not None and finger is not self.current_finger:
+                raise FlowError(f"{finger.name} is no longer the finger asked for")
             attempts = self.session.finger_tries - self.tries_left
             self._record_finger(FingerRecord(self.current_finger, attempts, exception=exception))
             self._signal(Signal.ATTENTION)
-            self.touch()
+            self._last_activity = self._clock()
         self._changed()
 
     def _record_finger(self, record: FingerRecord) -> None:
@@ -368,21 +527,21 @@ class EnrollmentFlow:
             self._require(Step.SIGNATURE)
             self.modules.signature.add_stroke(stroke)
             self.problem = None  # the citizen is signing again
-            self.touch()
+            self._last_activity = self._clock()
 
     def clear_signature(self) -> None:
         with self._lock:
             self._require(Step.SIGNATURE)
             self.modules.signature.begin()
             self.problem = None
-            self.touch()
+            self._last_activity = self._clock()
         self._changed()
 
     def submit_signature(self) -> SignatureQuality | None:
         """Check what was signed; a good signature moves on to the review."""
         with self._lock:
             enrollment = self._require(Step.SIGNATURE)
-            self.touch()
+            self._last_activity = self._clock()
             try:
                 capture = self.modules.signature.collect(timeout=SIGNATURE_TIMEOUT_S)
             except DriverError as exc:  # unplugged, timed out, never opened
@@ -414,38 +573,65 @@ class EnrollmentFlow:
                 self._go(Step.FINGERPRINTS)
                 self.current_finger = item
                 self.tries_left = self.session.finger_tries
+            elif item is Retake.NIK:
+                self._go(Step.NIK)
             elif item is Retake.FACE:
                 self._go(Step.FACE)
                 self.tries_left = self.session.face_tries
             else:
                 self._enter_signature()
-            self.touch()
+            self._last_activity = self._clock()
         self._changed()
+
+    @property
+    def needs_operator_to_save(self) -> bool:
+        """More fingers flagged than the station allows, and no operator has approved."""
+        enrollment = self.enrollment
+        if enrollment is None:
+            return False
+        approved = {approval.reason for approval in enrollment.operator_approvals}
+        too_many = len(enrollment.flagged_fingers) > self.session.max_finger_exceptions
+        return too_many and OperatorReason.FINGER_EXCEPTIONS not in approved
 
     def save(self) -> str | None:
         """Review -> Done: hand the enrollment to the store. Returns its id, or
-        None if the store refused (the enrollment stays here to try again)."""
+        None if it was not saved: the store refused (the enrollment stays here
+        to try again) or it must wait for an operator first (step OPERATOR)."""
         with self._lock:
             enrollment = self._require(Step.REVIEW)
-            self.touch()
+            self._last_activity = self._clock()
             if not enrollment.complete:
                 raise FlowError("the enrollment is not complete")
-            self._go(Step.DONE)  # closes the review's timing before it is written
-            packet = build_packet(enrollment, self.modules.infos(), self._wall_clock())
-            try:
-                self.sink.save(packet)
-            except StoreError as exc:
-                log.error("enrollment %s not saved: %s", enrollment.enrollment_id, exc)
-                self.step = Step.REVIEW
-                self.problem = "flow.save.failed"
-                self._signal(Signal.ATTENTION)
+            if self.needs_operator_to_save:
+                self._hold_for_operator(OperatorReason.FINGER_EXCEPTIONS, then=Step.DONE)
                 result = None
             else:
-                self.saved_id = enrollment.enrollment_id
-                self._signal(Signal.SUCCESS)
-                result = self.saved_id
+                result = self._save(enrollment)
         self._changed()
         return result
+
+    def _save(self, enrollment: Enrollment) -> str | None:
+        started = time.perf_counter()
+        self._go(Step.DONE)  # closes the review's timing before it is written
+        packet = build_packet(enrollment, self.modules.infos(), self._wall_clock())
+        try:
+            self.sink.save(packet)
+        except StoreError as exc:
+            log.error("enrollment %s not saved: %s", enrollment.enrollment_id, exc)
+            self.step = Step.REVIEW
+            self.problem = "flow.save.failed"
+            self._signal(Signal.ATTENTION)
+            return None
+        # never the NIK: logs leave the kiosk in clear
+        log.info(
+            "enrollment %s saved in %.3f s; steps %s",
+            enrollment.enrollment_id,
+            time.perf_counter() - started,
+            " ".join(f"{step}={sec:.1f}s" for step, sec in enrollment.step_seconds.items()),
+        )
+        self.saved_id = enrollment.enrollment_id
+        self._signal(Signal.SUCCESS)
+        return self.saved_id
 
     # -- helpers --------------------------------------------------------------
 
@@ -463,6 +649,16 @@ class EnrollmentFlow:
     def _enter_signature(self) -> None:
         self._go(Step.SIGNATURE)
         self.modules.signature.begin()
+
+    def _stale(self, session: Enrollment, step: Step, epoch: int) -> bool:
+        """A capture result that no longer belongs: another session or step, or
+        a dialog opened (or is open) since the capture began."""
+        return (
+            self.enrollment is not session
+            or self.step is not step
+            or self.paused
+            or epoch != self._capture_epoch
+        )
 
     def _device_fault(
         self, session: Enrollment, step: Step, kind: ModuleKind, exc: Exception

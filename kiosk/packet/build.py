@@ -120,6 +120,10 @@ def build_packet(
             {"finger": int(r.finger), "reason": str(r.exception)}
             for r in enrollment.flagged_fingers
         ],
+        "operator_approvals": [
+            {"reason": a.reason, "approved_at": a.approved_at.isoformat()}
+            for a in enrollment.operator_approvals
+        ],
         "modules": {str(kind): info.as_dict() for kind, info in modules.items()},
     }
     return Packet(enrollment.enrollment_id, manifest, files)

@@ -15,6 +15,7 @@ from kiosk.screens.done.done import DoneScreen
 from kiosk.screens.face.face import FaceScreen
 from kiosk.screens.fingerprints.fingerprints import FingerprintsScreen
 from kiosk.screens.nik.nik import NikScreen
+from kiosk.screens.operator.operator import OperatorScreen
 from kiosk.screens.review.review import ReviewScreen
 from kiosk.screens.signature.signature import SignatureScreen
 from kiosk.screens.welcome.welcome import WelcomeScreen
@@ -30,6 +31,7 @@ SCREENS: dict[Step, type[KioskScreen]] = {
         SignatureScreen,
         ReviewScreen,
         DoneScreen,
+        OperatorScreen,
     )
 }
 

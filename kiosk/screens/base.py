@@ -4,12 +4,18 @@ running device calls off the UI thread.
 A screen shows ``app.flow`` and forwards touches to it; it never decides where
 the enrollment goes next. ``refresh()`` is called on the UI thread after every
 change of the flow while the screen is shown.
+
+Quick taps must not carry over from one screen to the next: a screen ignores a
+touch that began before it was shown, and a button that moves the enrollment
+on (``@moves_forward``) ignores input that began within ``TOUCH_GUARD_S`` of
+the screen (or dialog) appearing.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +25,8 @@ from kivy.app import App
 from kivy.clock import Clock
 from kivy.graphics.texture import Texture
 from kivy.lang import Builder
-from kivy.properties import BooleanProperty, StringProperty
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
+from kivy.uix.gridlayout import GridLayout
 from kivy.uix.modalview import ModalView
 from kivy.uix.screenmanager import Screen
 
@@ -27,6 +34,7 @@ from kiosk.errors import FlowError
 from kiosk.flow.machine import CaptureResult, EnrollmentFlow, Step
 
 _loaded: set[Path] = set()
+TOUCH_GUARD_S = 0.4  # longer than a double tap, shorter than reading a button's label
 
 
 def load_kv(path: Path) -> None:
@@ -86,7 +94,70 @@ def on_this_step(handler: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-class KioskScreen(Screen):
+def moves_forward(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``on_this_step``, and ignore input that began too soon after the screen
+    appeared: it was meant for the screen before."""
+
+    @functools.wraps(handler)
+    def guarded(self: KioskScreen, *args: Any) -> Any:
+        if self.flow.step is self.step and self.input_began - self.shown_at >= TOUCH_GUARD_S:
+            return handler(self, *args)
+        return None
+
+    return guarded
+
+
+class TouchGuard:
+    """Mixin for a widget that appears over others (a screen, a dialog): it
+    swallows touches that began before it appeared, and remembers when the
+    latest input began (``input_began``, on the touch clock, ``time.time()``)."""
+
+    shown_at = 0.0
+    input_began = 0.0
+
+    def mark_shown(self) -> None:
+        self.shown_at = time.time()
+
+    def note_key(self) -> None:
+        """A key was pressed: it counts as input beginning now."""
+        self.input_began = time.time()
+
+    def on_touch_down(self, touch: Any) -> bool:
+        if touch.time_start < self.shown_at:
+            return True
+        self.input_began = touch.time_start
+        return super().on_touch_down(touch)
+
+    def on_touch_move(self, touch: Any) -> bool:
+        if touch.time_start < self.shown_at:
+            return True
+        return super().on_touch_move(touch)
+
+    def on_touch_up(self, touch: Any) -> bool:
+        if touch.time_start < self.shown_at:
+            return True
+        return super().on_touch_up(touch)
+
+    def settled(self) -> bool:
+        """The latest input began long enough after this appeared to be meant for it."""
+        return self.input_began - self.shown_at >= TOUCH_GUARD_S
+
+
+class DigitKeypad(GridLayout):
+    """Digits 0-9, 'back' and 'ok' in a 3x4 grid (rule in common.kv); a key
+    dispatches ``on_key(key)``."""
+
+    __events__ = ("on_key",)
+    ok_text = StringProperty("OK")
+
+    def press(self, key: str) -> None:
+        self.dispatch("on_key", key)
+
+    def on_key(self, key: str) -> None:
+        pass
+
+
+class KioskScreen(TouchGuard, Screen):
     """Base of every enrollment screen; subclasses set ``step`` and ``kv``."""
 
     step: ClassVar[Step]
@@ -110,12 +181,58 @@ class KioskScreen(Screen):
         """Show the flow's current state."""
 
 
-class CancelDialog(ModalView):
+class KioskDialog(TouchGuard, ModalView):
+    """A question over the screen. While it is open the flow is paused (no
+    capture moves the enrollment on behind it); its buttons ignore touches that
+    began before it appeared or within the guard time (``@settled_only``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_dismiss", False)
+        super().__init__(**kwargs)
+        self._flow: EnrollmentFlow | None = None
+
+    def on_pre_open(self) -> None:
+        self.mark_shown()
+        self._flow = App.get_running_app().flow
+        self._flow.pause()
+
+    def on_dismiss(self) -> None:
+        flow, self._flow = self._flow, None
+        if flow is not None:
+            flow.resume()
+
+
+def settled_only(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A dialog button's handler that ignores input meant for what was there before."""
+
+    @functools.wraps(handler)
+    def guarded(self: KioskDialog, *args: Any) -> Any:
+        return handler(self, *args) if self.settled() else None
+
+    return guarded
+
+
+class CancelDialog(KioskDialog):
     """Asks before dropping an enrollment: one stray touch must not lose it."""
 
+    @settled_only
+    def keep(self) -> None:
+        self.dismiss()
+
+    @settled_only
     def confirm(self) -> None:
         self.dismiss()
         App.get_running_app().flow.cancel()
+
+
+class StillHereDialog(KioskDialog):
+    """ "Still there?" with the seconds left before the session is dropped; any
+    touch answers it (the app tells the flow), the big button is for clarity."""
+
+    seconds_left = NumericProperty(0)
+
+    def answer(self) -> None:
+        App.get_running_app().flow.touch()
 
 
 class CapturingScreen(KioskScreen):
@@ -130,6 +247,7 @@ class CapturingScreen(KioskScreen):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._visit = 0  # a callback from an earlier visit is ignored
+        self._looping = False  # a capture is scheduled or running
 
     def capture(self) -> CaptureResult:
         """One blocking capture through the flow (runs on a worker thread)."""
@@ -144,30 +262,53 @@ class CapturingScreen(KioskScreen):
 
     def entered(self) -> None:
         self._visit += 1
+        self._looping = False
         self.ids.preview.texture = None  # never show the previous citizen's picture
         self.problem = ""
         self.needs_help = False
         self._schedule(0)
 
+    def refresh(self) -> None:
+        # a dialog that paused the captures has closed: go on where we were
+        if not self._looping and not self.needs_help and not self.flow.paused:
+            self._schedule(0)
+
     def on_leave(self, *_args: Any) -> None:
         self._visit += 1
+        self._looping = False
 
     @on_this_step
     def try_again(self) -> None:
         self.needs_help = False
         self.problem = ""
-        self._schedule(0)
+        if not self._looping:
+            self._schedule(0)
 
     def _schedule(self, delay: float) -> None:
         visit = self._visit
+        self._looping = True
         Clock.schedule_once(lambda _dt: self._start(visit), delay)
 
     def _start(self, visit: int) -> None:
-        if visit == self._visit and not self.needs_help and self.manager.current == self.name:
-            in_background(self.capture, lambda result: self._captured(visit, result))
+        if visit != self._visit:
+            return  # an earlier visit's loop: this visit runs its own
+        flow = self.flow
+        if (
+            self.needs_help
+            or flow.paused
+            or flow.step is not self.step
+            or self.manager.current != self.name
+        ):
+            self._looping = False  # refresh() starts it again when it may go on
+            return
+        in_background(self.capture, lambda result: self._captured(visit, result))
 
     def _captured(self, visit: int, result: CaptureResult | None) -> None:
-        if visit != self._visit or result is None or result.stale:
+        if visit != self._visit:
+            return
+        if result is None or result.stale:
+            self._looping = False
+            self.refresh()  # goes on unless a dialog is still open
             return
         if result.preview is not None:
             self.show_preview(result.preview)
@@ -178,5 +319,6 @@ class CapturingScreen(KioskScreen):
         self.problem = result.problem or ""
         if self.gives_up(result):
             self.needs_help = True
+            self._looping = False
         else:
             self._schedule(self.pause_after_problem_s)

@@ -11,6 +11,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("KIVY_NO_ARGS", "1")
@@ -28,6 +29,7 @@ from kiosk.flow.machine import EnrollmentFlow, Step
 from kiosk.store.sqlite import EnrollmentStore
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+FIXED_DATE = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
 
 
 class Kiosk:
@@ -96,6 +98,10 @@ class Kiosk:
     def shows(self, text: str) -> bool:
         return any(text in shown for shown in self.texts())
 
+    def shows_in(self, root, text: str) -> bool:
+        """``text`` is on ``root`` (a dialog, which lives outside the screen)."""
+        return any(text in shown for shown in self.texts(root))
+
     def screenshot(self, name: str) -> Path:
         from kivy.core.window import Window
 
@@ -112,8 +118,23 @@ class Kiosk:
 
     # -- hands --------------------------------------------------------------
 
-    def tap(self, widget, settle: float = 0.05) -> None:
+    def tap(self, widget, settle: float = 0.05, patient: bool = True) -> None:
+        """Tap ``widget``; ``patient`` waits out the guard time of the screen or
+        dialog it is on first, as a person who reads before touching would."""
+        if patient:
+            self.wait_guard(widget)
         self.tap_at(*widget.to_window(*widget.center), settle=settle)
+
+    def wait_guard(self, widget) -> None:
+        from kiosk.screens.base import TOUCH_GUARD_S, TouchGuard
+
+        node = widget
+        while node is not None and not isinstance(node, TouchGuard):
+            node = node.parent
+        if node is not None:
+            remaining = node.shown_at + TOUCH_GUARD_S - time.time()
+            if remaining > 0:
+                self.pump(remaining + 0.02)
 
     def tap_at(self, x: float, y: float, settle: float = 0.05) -> None:
         from kivy.tests.common import UnitTestTouch
@@ -175,15 +196,16 @@ def kiosk(running_app, tmp_path) -> Iterator[Kiosk]:
     harness = Kiosk(running_app)
     stores = []
 
-    def attach(clock=None, session=None, **options) -> EnrollmentFlow:
+    def attach(clock=None, session=None, station_id="UI-01", **options) -> EnrollmentFlow:
         store = EnrollmentStore(tmp_path / f"store-{len(stores)}.sqlite3")
         stores.append(store)
         flow = EnrollmentFlow(
-            station_id="UI-01",
+            station_id=station_id,
             modules=fake_modules(**options),
             sink=store,
             session=session or SessionConfig(),
             clock=clock or time.monotonic,
+            wall_clock=lambda: FIXED_DATE,  # the same receipt in every screenshot
         )
         running_app.attach(flow)
         harness.store = store

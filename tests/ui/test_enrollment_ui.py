@@ -77,6 +77,14 @@ def walk_to_review(kiosk, language: str, shots: str | None = None, look=None) ->
             assert kiosk.widget("preview").texture is not None  # the thumb's print
             shot("06-fingerprints")
     kiosk.tap(kiosk.widget("injured"))  # before its print is taken: the finger is injured
+    dialog = kiosk.screen.dialog
+    kiosk.wait_for(lambda: dialog.parent is not None, what="the finger question")
+    question = t("fingerprints.confirm.injured", finger=t(Finger.LEFT_LITTLE.label_key))
+    assert kiosk.shows_in(dialog, question)
+    assert dialog.ids.hands.finger == Finger.LEFT_LITTLE  # pictured, not only named
+    if shots is not None:
+        kiosk.screenshot(f"{shots}06-finger-question")
+    kiosk.tap(dialog.ids.confirm)
     kiosk.wait_for_step(Step.SIGNATURE)
 
     assert kiosk.shows(t("signature.instructions"))
@@ -187,20 +195,36 @@ def test_camera_fault_shows_help_and_try_again_recovers(kiosk):
     assert kiosk.flow.enrollment is enrollment  # nothing was lost
 
 
-def test_idle_timeout_returns_to_welcome(kiosk):
+def test_idle_citizen_is_asked_first_then_the_session_ends(kiosk):
     from support import FakeClock
 
     from kiosk.config import SessionConfig
 
     clock = FakeClock()
-    kiosk.attach(clock=clock, session=SessionConfig(idle_timeout_s=30))
+    kiosk.attach(clock=clock, session=SessionConfig(idle_timeout_s=30, idle_warning_s=20))
     kiosk.tap(kiosk.widget("start_en"))
     kiosk.wait_for_step(Step.NIK)
     kiosk.type_nik("32010")
     clock.advance(31)
+    kiosk.wait_for(lambda: kiosk.app._still_here is not None, timeout=5, what="still there?")
+    dialog = kiosk.app._still_here
+    t = Translator("en")
+    kiosk.pump(0.1)
+    assert kiosk.shows_in(dialog, t("common.still_here.question"))
+    assert kiosk.shows_in(dialog, t("common.still_here.countdown", seconds=19))
+    kiosk.screenshot("12-still-here")
+    kiosk.tap(dialog.ids.still_here)  # "yes, carry on": the session goes on as it was
+    kiosk.wait_for(lambda: kiosk.app._still_here is None, timeout=5, what="the dialog to go")
+    assert kiosk.flow.step is Step.NIK and kiosk.widget("display").text.startswith("3201 0")
+
+    clock.advance(31)
+    kiosk.wait_for(lambda: kiosk.app._still_here is not None, timeout=5, what="still there?")
+    clock.advance(20)
     kiosk.wait_for_step(Step.WELCOME, timeout=5)  # the app ticks the flow every second
+    assert kiosk.app._still_here is None
     assert kiosk.flow.enrollment is None
     assert kiosk.flow.language == "id"
+    assert kiosk.shows(Translator("id")("welcome.notice.timed_out"))
 
 
 def test_escape_and_window_close_do_not_leave_the_kiosk(kiosk, running_app):

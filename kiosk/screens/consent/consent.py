@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from kiosk.flow.machine import Step
-from kiosk.screens.base import KioskScreen, on_this_step
+from kiosk.screens.base import KioskScreen, moves_forward
 
 
 class ConsentScreen(KioskScreen):
@@ -13,10 +13,10 @@ class ConsentScreen(KioskScreen):
     def entered(self) -> None:
         self.ids.scroll.scroll_y = 1
 
-    @on_this_step
+    @moves_forward
     def accept(self) -> None:
         self.flow.accept_consent()
 
-    @on_this_step
+    @moves_forward
     def decline(self) -> None:
-        self.flow.cancel()
+        self.flow.decline_consent()

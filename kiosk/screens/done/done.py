@@ -9,7 +9,7 @@ import qrcode
 from kivy.properties import NumericProperty, StringProperty
 
 from kiosk.flow.machine import Step
-from kiosk.screens.base import KioskScreen, on_this_step, texture_from_array
+from kiosk.screens.base import KioskScreen, moves_forward, texture_from_array
 
 
 def qr_image(text: str, scale: int = 8) -> np.ndarray:
@@ -35,6 +35,6 @@ class DoneScreen(KioskScreen):
         texture.mag_filter = "nearest"  # keep the modules sharp when scaled
         self.ids.qr.texture = texture
 
-    @on_this_step
+    @moves_forward
     def finish(self) -> None:
         self.flow.finish()

@@ -1,13 +1,42 @@
 """Ten fingerprints in a fixed order; a finger that is missing or injured is
-recorded as such and flagged for the operator."""
+recorded as such, after the citizen confirms it, and flagged for the operator."""
 
+import contextlib
 from pathlib import Path
 
+from kivy.app import App
 from kivy.properties import NumericProperty, StringProperty
 
-from kiosk.flow.fingers import FINGER_ORDER, FingerException
+from kiosk.errors import FlowError
+from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.machine import CaptureResult, Step
-from kiosk.screens.base import CapturingScreen, on_this_step
+from kiosk.screens.base import CapturingScreen, KioskDialog, moves_forward, settled_only
+from kiosk.screens.fingerprints import hands  # noqa: F401  (registers HandDiagram for kv)
+
+
+class FingerExceptionDialog(KioskDialog):
+    """ "Is your right index finger missing?" with the finger pictured; only a
+    yes records it, and only for that finger."""
+
+    finger = NumericProperty(0)  # the Finger asked about
+    exception = StringProperty("")  # a FingerException value
+    question = StringProperty("")  # its i18n key
+
+    def on_exception(self, _dialog, exception: str) -> None:
+        self.question = f"fingerprints.confirm.{exception}"
+
+    @settled_only
+    def confirm(self) -> None:
+        self.dismiss()
+        # the flow may have moved on meanwhile (a cancel, a timeout): nothing to mark
+        with contextlib.suppress(FlowError):
+            App.get_running_app().flow.mark_finger(
+                FingerException(self.exception), Finger(self.finger)
+            )
+
+    @settled_only
+    def keep(self) -> None:
+        self.dismiss()
 
 
 class FingerprintsScreen(CapturingScreen):
@@ -17,20 +46,34 @@ class FingerprintsScreen(CapturingScreen):
     number = NumericProperty(1)  # its place in the order, 1..10
     tries_left = NumericProperty(0)
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.dialog: FingerExceptionDialog | None = None
+
     def refresh(self) -> None:
         finger = self.flow.current_finger
         if finger is not None:
             if self.finger and self.finger != finger.label_key:
                 self.problem = ""
+                self.ids.preview.texture = None  # the last finger's print is not this one's
             self.finger = finger.label_key
             self.number = FINGER_ORDER.index(finger) + 1
         self.tries_left = self.flow.tries_left
+        super().refresh()
 
     def capture(self) -> CaptureResult:
         return self.flow.capture_finger()
 
-    @on_this_step
+    @moves_forward
     def mark(self, exception: str) -> None:
-        self.flow.mark_finger(FingerException(exception))
-        self.problem = ""
-        self.ids.preview.texture = None
+        """Ask the citizen to confirm that the current finger is missing or injured."""
+        self.dialog = FingerExceptionDialog(
+            finger=int(self.flow.current_finger), exception=exception
+        )
+        self.dialog.open()
+
+    def on_leave(self, *args) -> None:
+        if self.dialog is not None:
+            self.dialog.dismiss()  # the question was about a finger no longer asked for
+            self.dialog = None
+        super().on_leave(*args)

@@ -17,10 +17,14 @@ class NikScreen(KioskScreen):
     digits = StringProperty("")
     problem = StringProperty("")  # i18n key of the last error, shown in the current language
     problem_count = NumericProperty(0)
+    more_problems = NumericProperty(0)  # errors found besides the one shown
 
     def entered(self) -> None:
-        self.digits = ""
+        enrollment = self.flow.enrollment
+        correcting = self.flow.returning_to_review and enrollment and enrollment.nik
+        self.digits = enrollment.nik.digits if correcting else ""
         self.problem = ""
+        self.more_problems = 0
         Window.bind(on_textinput=self._typed, on_key_down=self._key_down)
 
     def on_leave(self, *_args) -> None:
@@ -29,14 +33,19 @@ class NikScreen(KioskScreen):
     @on_this_step
     def press(self, key: str) -> None:
         """A keypad key: a digit, 'back' or 'ok'."""
-        self.problem = ""
+        self.problem, self.more_problems = "", 0
         if key == "back":
             self.digits = self.digits[:-1]
         elif key == "ok":
+            if not self.settled():
+                return  # a tap meant for the screen before
             check = self.flow.submit_nik(self.digits)
             if not check.ok:
                 self.problem, self.problem_count = check.errors[0], len(self.digits)
-        elif key.isdigit() and len(self.digits) < NIK_LENGTH:
+                self.more_problems = len(check.errors) - 1
+        elif key.isdigit() and len(self.digits) >= NIK_LENGTH:
+            self.problem = "nik.entry.full"  # a 17th digit is not silently dropped
+        elif key.isdigit():
             self.digits += key
 
     def display(self, digits: str) -> str:
@@ -46,11 +55,11 @@ class NikScreen(KioskScreen):
 
     # a laptop's keyboard works too (operators testing a station)
     def _typed(self, _window, text: str) -> None:
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
+            self.note_key()
             self.press(text)
 
     def _key_down(self, _window, key: int, *_args) -> None:
-        if key == 8:
-            self.press("back")
-        elif key == 13:
-            self.press("ok")
+        if key in (8, 13):
+            self.note_key()
+            self.press("back" if key == 8 else "ok")

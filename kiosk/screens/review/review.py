@@ -10,7 +10,7 @@ from kivy.uix.boxlayout import BoxLayout
 
 from kiosk.flow.fingers import FINGER_ORDER, Finger
 from kiosk.flow.machine import Retake, Step
-from kiosk.screens.base import KioskScreen, on_this_step, texture_from_array
+from kiosk.screens.base import KioskScreen, moves_forward, texture_from_array
 
 
 class ReviewTile(ButtonBehavior, BoxLayout):
@@ -29,12 +29,14 @@ class ReviewScreen(KioskScreen):
     step = Step.REVIEW
     kv = Path(__file__).with_suffix(".kv")
     problem = StringProperty("")
+    nik = StringProperty("")  # in groups of four, for the citizen to check
 
     def refresh(self) -> None:
         enrollment = self.flow.enrollment
         if enrollment is None or not enrollment.complete:
             return
         self.problem = self.flow.problem or ""
+        self.nik = enrollment.nik.grouped()
         self.ids.face.texture = texture_from_array(enrollment.face.image)
         self.ids.signature.texture = texture_from_array(enrollment.signature.image)
         grid = self.ids.fingers
@@ -50,10 +52,10 @@ class ReviewScreen(KioskScreen):
                 tile.texture = texture_from_array(record.capture.image)
             grid.add_widget(tile)
 
-    @on_this_step
+    @moves_forward
     def retake(self, item: str | int) -> None:
         self.flow.retake(Finger(item) if isinstance(item, int) else Retake(item))
 
-    @on_this_step
+    @moves_forward
     def save(self) -> None:
         self.flow.save()

@@ -9,7 +9,7 @@ from kivy.properties import StringProperty
 from kivy.uix.widget import Widget
 
 from kiosk.flow.machine import Step
-from kiosk.screens.base import KioskScreen, on_this_step
+from kiosk.screens.base import KioskScreen, moves_forward, on_this_step
 
 INK_WIDTH = 2.0
 
@@ -82,6 +82,6 @@ class SignatureScreen(KioskScreen):
         self.ids.box.clear()
         self.flow.clear_signature()
 
-    @on_this_step
+    @moves_forward
     def done(self) -> None:
         self.flow.submit_signature()
