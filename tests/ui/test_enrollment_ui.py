@@ -119,8 +119,9 @@ def test_a_citizen_enrolls_by_touch(kiosk, language):
     kiosk.tap(kiosk.widget("save"))
     kiosk.wait_for_step(Step.DONE)
 
-    enrollment_id = kiosk.widget("enrollment_id").text
-    assert enrollment_id.startswith("UI-01-")
+    enrollment_id = kiosk.screen.enrollment_id
+    assert enrollment_id == "UI-01-20261128-000001"  # the fixed date, the first of the store
+    assert kiosk.widget("enrollment_id").text == "UI-01-\n20261128-000001"
     assert kiosk.widget("qr").texture.size[0] > 100
     assert kiosk.shows(t("done.operator_check", count=1))
     kiosk.screenshot("09-done" if language == "id" else "en-09-done")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from test_enrollment_ui import walk_to_review
+from test_monkey import UNDER_AGE_NIK
 
 from kiosk.flow.machine import Step
 
@@ -63,4 +64,11 @@ def test_every_screen_fits_and_has_big_touch_targets(kiosk, size):
     kiosk.tap(kiosk.widget("save"))
     kiosk.wait_for_step(Step.DONE)
     check_screen(kiosk, size, seen)
+    flow = kiosk.attach()
+    flow.start("id")
+    flow.submit_nik(UNDER_AGE_NIK)
+    kiosk.wait_for_step(Step.OPERATOR)
+    check_screen(kiosk, size, seen)
+    if shots is None:
+        kiosk.screenshot("13-operator")
     assert seen == {str(step) for step in Step}

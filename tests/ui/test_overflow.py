@@ -135,10 +135,10 @@ def test_no_text_overflows_on_any_screen(kiosk, size):
                     for exception in (FingerException.MISSING, FingerException.INJURED):
                         dialog = FingerExceptionDialog(finger=int(finger), exception=exception)
                         dialog.open()
-                        kiosk.pump(0.3)
+                        kiosk.pump(0.12)
                         check(kiosk, size, found, f"question {finger.name}", dialog)
                         dialog.dismiss()
-                        kiosk.pump(0.3)
+                        kiosk.pump(0.12)
             if step is Step.REVIEW:
                 for finger in Finger:  # every finger flagged: the longest captions
                     record = flow.enrollment.fingers[finger]

@@ -12,6 +12,21 @@ from kiosk.flow.machine import Step
 from kiosk.screens.base import KioskScreen, moves_forward, texture_from_array
 
 
+def receipt_lines(enrollment_id: str) -> str:
+    """The id on two lines, the station's part and the date and number, so a
+    long station id still fits; the QR code holds it whole."""
+    station, _, rest = enrollment_id.rpartition("-")
+    station, _, date = station.rpartition("-")
+    return f"{station}-\n{date}-{rest}" if station else enrollment_id
+
+
+def fitting_font_size(width: float, text: str, largest: float) -> float:
+    """The largest monospace size, up to ``largest``, at which every line of
+    ``text`` fits ``width`` (a Roboto Mono glyph is 0.6 em wide)."""
+    longest = max((len(line) for line in text.splitlines()), default=1)
+    return min(largest, width / (0.61 * max(longest, 1)))
+
+
 def qr_image(text: str, scale: int = 8) -> np.ndarray:
     """The QR code of ``text``: black modules on white, with the quiet zone."""
     code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
