@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from kiosk import __version__
 from kiosk.config import DEFAULT_PATH, SIMULATION_PATH, load_config
 from kiosk.drivers.station import StationModules
 from kiosk.errors import KioskError
+from kiosk.flow.operator import hash_pin, valid_pin
 from kiosk.store.export import export_store
 from kiosk.store.preflight import check_data_dir
 from kiosk.store.sqlite import STORE_NAME, EnrollmentStore
@@ -62,6 +65,53 @@ def _simulate(args: argparse.Namespace) -> int:
             print(f"median per citizen:  {summary['citizen_median_seconds'] * 1000:8.1f} ms")
             print(f"slowest citizen:     {summary['citizen_max_seconds'] * 1000:8.1f} ms")
     return 0 if report.completed == args.citizens else 1
+
+
+class _PinRefused(KioskError):
+    """``kiosk hash-pin`` got no PIN, or not a usable one."""
+
+
+def _read_pin() -> str:
+    """The PIN typed twice without echo on a terminal, or the first line of stdin
+    (``printf '%s\\n' "$PIN" | kiosk hash-pin`` in a provisioning script)."""
+    if sys.stdin is None:  # started with stdin closed
+        raise _PinRefused("hash-pin: no PIN: stdin is closed")
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().strip()
+    with warnings.catch_warnings():
+        # getpass falls back to echoing the PIN when it cannot turn echo off; refuse instead
+        warnings.simplefilter("error", getpass.GetPassWarning)
+        try:
+            pin = getpass.getpass("Operator PIN (4 to 8 digits): ")
+            if not valid_pin(pin):
+                return pin  # refused by the caller, without asking twice
+            again = getpass.getpass("The same PIN again: ")
+        except getpass.GetPassWarning:
+            raise _PinRefused(
+                "hash-pin: cannot hide the PIN on this terminal; pipe it in instead"
+            ) from None
+        except EOFError:
+            raise _PinRefused("hash-pin: no PIN was typed; nothing was printed") from None
+        except KeyboardInterrupt:
+            raise _PinRefused("hash-pin: cancelled; nothing was printed") from None
+    if again != pin:
+        raise _PinRefused("hash-pin: the two PINs differ; nothing was printed")
+    return pin
+
+
+def _hash_pin(args: argparse.Namespace) -> int:
+    pin = _read_pin()
+    if not valid_pin(pin):  # the message never repeats what was typed
+        raise _PinRefused(
+            "hash-pin: an operator PIN is 4 to 8 digits (0-9), nothing else; nothing was printed"
+        )
+    print(f'pin_hash = "{hash_pin(pin)}"')
+    print(
+        "kiosk: paste this pin_hash line under [operator] in the station file "
+        f"($KIOSK_CONFIG or {DEFAULT_PATH}), then restart the kiosk",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _citizen_count(text: str) -> int:
@@ -116,6 +166,16 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--data-dir", type=Path, help="keep the store here (default: a temp dir)")
     sim.add_argument("--seed", type=int, default=1, help="seed for the simulated citizens")
     sim.set_defaults(handler=_simulate)
+
+    pin = commands.add_parser(
+        "hash-pin",
+        help="print the [operator] pin_hash line for a new operator PIN",
+        description="Reads the operator PIN (4 to 8 digits) twice without echo, or one line "
+        "from stdin when it is not a terminal, and prints the line "
+        'pin_hash = "scrypt$..." to paste under [operator] in the station file. '
+        "The PIN itself is never printed or stored.",
+    )
+    pin.set_defaults(handler=_hash_pin)
     return top
 
 

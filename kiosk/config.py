@@ -20,10 +20,16 @@ Example (see docs/station.example.toml)::
     [modules.camera]
     driver = "picamera2"
 
+    [operator]
+    pin_hash = "scrypt$16384$8$1$..."  # printed by `kiosk hash-pin`
+
 Each ``[modules.<kind>]`` table names a driver; its other keys are passed to
 that driver's constructor, and are checked against it when the modules are
 built (``StationModules.from_config``). ``KIOSK_<KIND>_DRIVER`` in the environment overrides
 the driver name (as ``GPIOZERO_PIN_FACTORY`` does in gpiozero).
+
+The optional ``[operator]`` table holds only a hash of the operator's PIN, never
+the PIN: a PIN written in clear is refused, and never repeated in the message.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from typing import Any
 
 from kiosk.drivers.base import ModuleKind
 from kiosk.errors import ConfigError
+from kiosk.flow.operator import SCRYPT_N, SCRYPT_P, SCRYPT_R, OperatorPin, parse_pin_hash
 from kiosk.i18n import LANGUAGES
 
 DEFAULT_PATH = Path("/etc/rekam-kiosk/station.toml")
@@ -48,10 +55,15 @@ SIMULATION_PATH = Path(__file__).with_name("simulation.toml")
 _STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_DEPTH = 16  # the deepest a real station file goes is an option's list: 4 levels
+# A PIN hash may cost at most this many times what `kiosk hash-pin` makes (about
+# 50 ms on a Pi 4): the operator approves while the citizen waits.
+_MAX_PIN_HASH_COST = 4 * SCRYPT_N * SCRYPT_R * SCRYPT_P
+# Top-level key names a PIN may be written under by mistake (sandi: password, kode: code)
+_PIN_WORDS = ("pin", "pass", "sandi", "kode", "code")
 
 # The keys each table may hold; [modules.<kind>] tables are checked against their driver.
 _KEYS = {
-    "": ("station", "modules", "session"),
+    "": ("station", "modules", "session", "operator"),
     "station": ("id", "region", "language", "data_dir"),
     "modules": tuple(str(kind) for kind in ModuleKind),
     "session": (
@@ -62,6 +74,7 @@ _KEYS = {
         "max_finger_exceptions",
         "min_age_years",
     ),
+    "operator": ("pin_hash",),
 }
 
 
@@ -79,7 +92,10 @@ class SessionConfig:
     face_tries: int = 3
     idle_warning_s: float = 20.0  # "Masih di sana?" counts down this long before the drop
     max_finger_exceptions: int = 2  # more missing/injured/unusable fingers: the operator decides
-    min_age_years: int = 17  # younger NIKs go to the operator (married minors may enroll)
+    # Younger NIKs go to the operator (who may let a married minor enroll). Dukcapil
+    # records from 16, so the card can be printed at 17, when UU 24/2013 art. 63
+    # makes the KTP-el mandatory (or earlier, when married).
+    min_age_years: int = 16
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ class StationConfig:
     data_dir: Path
     modules: dict[ModuleKind, ModuleConfig]
     session: SessionConfig
+    operator_pin_hash: str | None = None  # `kiosk hash-pin`'s hash; None: no operator PIN set
 
 
 class _ShortRepr(reprlib.Repr):
@@ -121,6 +138,22 @@ def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """`` (did you mean 'x'?)`` for the choice closest to ``word``, or nothing."""
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _looks_like_a_pin(value: object) -> bool:
+    """Digits, as text or as a number: a PIN written in clear, not a hash of one."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())
+
+
+def _plain_pin_error(path: Path, key: str, expected: str) -> ConfigError:
+    """The error for a PIN written in clear; it never repeats the PIN (the message
+    goes to the console and the journal)."""
+    return ConfigError(
+        f"{path}: {key}: expected {expected}; got a PIN in clear (not shown); never write "
+        f"the PIN here: run `kiosk hash-pin` and paste its line under [operator]"
+    )
 
 
 def _key_name(name: str) -> str:
@@ -156,8 +189,11 @@ class _Reader:
         table = self.data if not key else self.table(key, required=False)
         for name, value in table.items():
             if name not in known:
-                what = "table" if isinstance(value, dict) else "key"
                 full = f"{key}.{_key_name(name)}" if key else _key_name(name)
+                pin_words = any(word in name.lower() for word in _PIN_WORDS)
+                if _looks_like_a_pin(value) and (key == "operator" or (not key and pin_words)):
+                    raise _plain_pin_error(self.path, full, "pin_hash, a hash of the PIN")
+                what = "table" if isinstance(value, dict) else "key"
                 raise ConfigError(
                     f"{self.path}: {full}: expected one of {', '.join(known)}; "
                     f"got an unknown {what}{_did_you_mean(name, known)}"
@@ -285,7 +321,53 @@ def _parse(r: _Reader) -> StationConfig:
         ),
         min_age_years=r.whole("session.min_age_years", default.min_age_years, 0, 25),
     )
-    return StationConfig(r.path, station_id, region, language, data_dir, modules, session)
+    pin_hash = _operator_pin_hash(r)
+    return StationConfig(r.path, station_id, region, language, data_dir, modules, session, pin_hash)
+
+
+def _operator_pin_hash(r: _Reader) -> str | None:
+    """``operator.pin_hash``, checked as ``OperatorPin`` will read it; None if not set."""
+    key, expected = "operator.pin_hash", "a hash printed by `kiosk hash-pin`"
+    if _looks_like_a_pin(r.data.get("operator")):  # operator = "1234"
+        raise _plain_pin_error(r.path, "operator", "a table [operator] with pin_hash")
+    r.only_known_keys("operator")
+    value = r.table("operator", required=False).get("pin_hash")
+    if value is None:
+        return None
+    if _looks_like_a_pin(value):
+        raise _plain_pin_error(r.path, key, expected)
+    # Nothing but a hash is repeated in a message: the value may be a PIN or password.
+    if not isinstance(value, str):
+        raise ConfigError(f"{r.path}: {key}: expected {expected}; got a value that is not text")
+    value = value.strip()  # a pasted line's stray space or newline
+    if not value.startswith("scrypt$"):
+        got = _shown(value) if not value else "text that is not one (not shown)"
+        raise ConfigError(f"{r.path}: {key}: expected {expected}; got {got}")
+    try:
+        *_, n, block, parallel = parse_pin_hash(value)
+    except ValueError as exc:
+        reason = str(exc)
+        if reason.startswith("expected "):  # parse_pin_hash's own words for the wrong shape
+            reason = "not scrypt$N$r$p$salt$hash"
+        elif len(reason) > 80:  # int()'s message repeats up to 200 characters of the text
+            reason = f"{reason[:77]}..."
+        raise ConfigError(
+            f"{r.path}: {key}: expected {expected}; got {_shown(value)} ({reason})"
+        ) from None
+    scrypt = f"scrypt N={_shown(n)}, r={block}, p={parallel}"
+    if n * block * parallel > _MAX_PIN_HASH_COST:
+        raise ConfigError(
+            f"{r.path}: {key}: expected {expected}; got a hash too slow to check at the "
+            f"kiosk ({scrypt}); run `kiosk hash-pin` again"
+        )
+    try:  # what is left is the memory scrypt needs: found now, not at the approval
+        OperatorPin(value).verify("0000")
+    except ValueError as exc:
+        raise ConfigError(
+            f"{r.path}: {key}: expected {expected}; got a hash this kiosk cannot check "
+            f"({scrypt}: {exc}); run `kiosk hash-pin` again"
+        ) from None
+    return value
 
 
 def _data_dir(r: _Reader) -> Path:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import fcntl
+import getpass
+import io
 import json
 import os
+import select
 import sqlite3
 import stat
 import subprocess
 import sys
+import termios
+import time
+import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
 
 from kiosk import __version__
 from kiosk.cli import main
+from kiosk.config import load_config
+from kiosk.flow.operator import OperatorPin
 from kiosk.store.sqlite import EnrollmentStore
 
 STEPS = ["nik", "consent", "face", "fingerprints", "signature", "review"]
@@ -45,7 +55,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def kiosk(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+def kiosk(
+    *args: str, cwd: Path, stdin_text: str | None = None, **env: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "kiosk.cli", *args],
         capture_output=True,
@@ -53,6 +65,7 @@ def kiosk(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
         cwd=cwd,
         env=clean_env(**env),
         timeout=120,
+        input=stdin_text,
     )
 
 
@@ -90,6 +103,7 @@ def test_help_lists_the_commands(tmp_path):
     assert result.returncode == 0
     assert result.stdout.startswith("usage: kiosk")
     assert "run" in result.stdout and "simulate" in result.stdout
+    assert "hash-pin" in result.stdout
     run_help = kiosk("run", "--help", cwd=tmp_path)
     assert "--config" in run_help.stdout and "--simulate" in run_help.stdout
 
@@ -306,3 +320,221 @@ def test_simulate_numbers_enrollments_on_across_runs(tmp_path):
         f"{n:06d}" for n in range(1, 6)
     ]
     assert all(enrollment_id.startswith("SIM-01-") for enrollment_id in ids)
+
+
+# -- kiosk hash-pin -------------------------------------------------------------------
+
+PIN = "48210937"  # eight digits: as good as impossible to find by chance in a hash
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def typed(monkeypatch, *answers: str | type[BaseException]) -> list[str]:
+    """Stdin is a terminal, and getpass returns ``answers`` in turn; returns the prompts."""
+    prompts: list[str] = []
+    pending = list(answers)
+
+    def fake_getpass(prompt: str = "Password: ", stream=None) -> str:
+        prompts.append(prompt)
+        answer = pending.pop(0)
+        if isinstance(answer, type):
+            raise answer()
+        return answer
+
+    monkeypatch.setattr(sys, "stdin", FakeTerminal())
+    monkeypatch.setattr(getpass, "getpass", fake_getpass)
+    return prompts
+
+
+def piped(monkeypatch, text: str) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+
+
+def printed_hash(stdout: str) -> str:
+    """The hash in ``kiosk hash-pin``'s one line of TOML."""
+    assert stdout.count("\n") == 1 and stdout.startswith('pin_hash = "scrypt$'), stdout
+    return tomllib.loads(stdout)["pin_hash"]
+
+
+def test_hash_pin_from_a_pipe_prints_one_toml_line_that_verifies(monkeypatch, capsys):
+    piped(monkeypatch, f"{PIN}\n")
+    assert main(["hash-pin"]) == 0
+    out, err = capsys.readouterr()
+    pin = OperatorPin(printed_hash(out))
+    assert pin.verify(PIN)
+    assert not pin.verify("48210938")
+    assert PIN not in out and PIN not in err
+    assert "[operator]" in err and "station file" in err  # the hint goes to stderr only
+
+
+def test_hash_pin_reads_only_the_first_line_and_trims_it(monkeypatch, capsys):
+    piped(monkeypatch, f"  {PIN}\r\n99999999\n")
+    assert main(["hash-pin"]) == 0
+    assert OperatorPin(printed_hash(capsys.readouterr().out)).verify(PIN)
+
+
+def test_hash_pin_makes_a_new_salt_each_time(monkeypatch, capsys):
+    hashes = []
+    for _ in range(2):
+        piped(monkeypatch, "1234\n")
+        assert main(["hash-pin"]) == 0
+        hashes.append(printed_hash(capsys.readouterr().out))
+    assert hashes[0] != hashes[1]
+    assert all(OperatorPin(encoded).verify("1234") for encoded in hashes)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n", "123\n", "123456789\n", "12a4\n", "12 34\n", "-1234\n", "١٢٣٤\n", "hunter2\n"],
+    ids=[
+        "nothing",
+        "empty line",
+        "3 digits",
+        "9 digits",
+        "a letter",
+        "a space",
+        "a sign",
+        "arabic-indic digits",
+        "a password",
+    ],
+)
+def test_hash_pin_refuses_anything_but_4_to_8_digits(monkeypatch, capsys, text):
+    piped(monkeypatch, text)
+    assert main(["hash-pin"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "kiosk: hash-pin: an operator PIN is 4 to 8 digits (0-9), nothing else; nothing was printed"
+    ]
+    assert not text.strip() or text.strip() not in err
+
+
+def test_hash_pin_with_stdin_closed_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", None)
+    assert main(["hash-pin"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "kiosk: hash-pin: no PIN: stdin is closed\n"
+
+
+def test_hash_pin_on_a_terminal_asks_twice_without_echo(monkeypatch, capsys):
+    prompts = typed(monkeypatch, PIN, PIN)
+    assert main(["hash-pin"]) == 0
+    assert prompts == ["Operator PIN (4 to 8 digits): ", "The same PIN again: "]
+    out, err = capsys.readouterr()
+    assert OperatorPin(printed_hash(out)).verify(PIN)
+    assert PIN not in out and PIN not in err
+
+
+def test_hash_pin_on_a_terminal_refuses_two_different_pins(monkeypatch, capsys):
+    typed(monkeypatch, PIN, "48210938")
+    assert main(["hash-pin"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "kiosk: hash-pin: the two PINs differ; nothing was printed\n"
+
+
+def test_hash_pin_on_a_terminal_refuses_a_bad_pin_before_asking_again(monkeypatch, capsys):
+    prompts = typed(monkeypatch, "12")
+    assert main(["hash-pin"]) == 2
+    assert len(prompts) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "4 to 8 digits" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("raised", "said"), [(EOFError, "no PIN was typed"), (KeyboardInterrupt, "cancelled")]
+)
+def test_hash_pin_on_a_terminal_stopped_prints_nothing(monkeypatch, capsys, raised, said):
+    typed(monkeypatch, PIN, raised)
+    assert main(["hash-pin"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"kiosk: hash-pin: {said}; nothing was printed\n"
+
+
+def test_hash_pin_refuses_a_terminal_where_the_pin_would_show(monkeypatch, capsys):
+    def echoing_getpass(prompt: str = "Password: ", stream=None) -> str:
+        warnings.warn("Can not control echo on the terminal.", getpass.GetPassWarning, 2)
+        return PIN  # what getpass's fallback would do: read it with echo
+
+    monkeypatch.setattr(sys, "stdin", FakeTerminal())
+    monkeypatch.setattr(getpass, "getpass", echoing_getpass)
+    assert main(["hash-pin"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == ("kiosk: hash-pin: cannot hide the PIN on this terminal; pipe it in instead\n")
+
+
+def test_hash_pin_line_pasted_under_operator_loads_and_verifies(tmp_path):
+    result = kiosk("hash-pin", cwd=tmp_path, stdin_text="1234\n")
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    [hint] = result.stderr.splitlines()
+    assert hint.startswith("kiosk: paste this pin_hash line under [operator] in the station file")
+    assert "1234" not in result.stderr
+    path = station_file(tmp_path, str(tmp_path / "data"))
+    text = path.read_text()
+    [simulator_line] = [old for old in text.splitlines() if old.startswith("pin_hash = ")]
+    path.write_text(text.replace(simulator_line, line))
+    config = load_config(path)
+    assert config.operator_pin_hash == printed_hash(line + "\n")
+    assert OperatorPin(config.operator_pin_hash).verify("1234")
+
+
+def test_hash_pin_with_no_input_refuses_in_one_line(tmp_path):
+    result = kiosk("hash-pin", cwd=tmp_path, stdin_text="")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "kiosk: hash-pin: an operator PIN is 4 to 8 digits (0-9), nothing else; nothing was printed"
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty") or sys.platform == "win32", reason="needs a pty")
+def test_hash_pin_on_a_real_terminal_does_not_echo_the_pin(tmp_path):
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kiosk.cli", "hash-pin"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=tmp_path,
+        env=clean_env(),
+        start_new_session=True,  # the pty becomes its controlling terminal: /dev/tty
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
+    os.close(follower)
+    seen = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while marker not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    seen += os.read(leader, 4096)
+                except OSError:  # the process ended and closed the terminal
+                    return
+
+    try:
+        read_until(b"Operator PIN (4 to 8 digits): ")
+        os.write(leader, f"{PIN}\n".encode())
+        read_until(b"The same PIN again: ")
+        os.write(leader, f"{PIN}\n".encode())
+        read_until(b"then restart the kiosk")
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(leader)
+    text = seen.decode()
+    assert PIN not in text  # never echoed as typed, never printed
+    [line] = [line for line in text.splitlines() if line.startswith("pin_hash = ")]
+    assert OperatorPin(printed_hash(line + "\n")).verify(PIN)

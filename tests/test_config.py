@@ -9,8 +9,11 @@ import pytest
 from kiosk.config import SIMULATION_PATH, SessionConfig, load_config
 from kiosk.drivers.base import ModuleKind
 from kiosk.errors import ConfigError, KioskError
+from kiosk.flow.operator import OperatorPin, hash_pin
 
 ROOT = Path(__file__).resolve().parent.parent
+PIN = "48210937"
+PIN_HASH = hash_pin(PIN)
 
 STATION = """\
 [station]
@@ -93,6 +96,7 @@ def test_a_full_station_file_loads_every_value(tmp_path):
         ModuleKind.SIGNATURE: "touch",
         ModuleKind.INDICATORS: "fake",
     }
+    assert config.operator_pin_hash is None  # no [operator] table: no PIN, nothing approves
 
 
 def test_module_options_other_than_driver_are_passed_through(tmp_path):
@@ -115,6 +119,9 @@ def test_the_simulation_station_loads_with_fakes_everywhere():
     assert {module.driver for module in config.modules.values()} == {"fake"}
     assert set(config.modules) == set(ModuleKind)
     assert "~" not in str(config.data_dir)  # expanded to the user's home
+    pin = OperatorPin(config.operator_pin_hash)
+    assert pin.verify("1234")  # the simulator's operator PIN, as its comment says
+    assert "operator PIN is 1234" in SIMULATION_PATH.read_text(encoding="utf-8")
 
 
 def test_the_documented_example_station_loads():
@@ -122,6 +129,20 @@ def test_the_documented_example_station_loads():
     assert config.station_id == "3201-KCM-CIBINONG-01"
     assert set(config.modules) == set(ModuleKind)
     assert config.session == SessionConfig()
+    assert config.operator_pin_hash is None  # its [operator] table is commented out
+
+
+def test_the_recording_age_defaults_to_16():
+    # Dukcapil records from 16 so the card can be printed at 17 (UU 24/2013 art. 63)
+    assert SessionConfig().min_age_years == 16
+
+
+def test_the_documented_operator_table_is_refused_until_a_real_hash_is_pasted(tmp_path):
+    example = (ROOT / "docs" / "station.example.toml").read_text(encoding="utf-8")
+    assert "\n# [operator]\n# pin_hash = " in example
+    switched_on = example.replace("\n# [operator]\n# pin_hash = ", "\n[operator]\npin_hash = ")
+    message = config_error(write(tmp_path, switched_on))
+    assert "operator.pin_hash: expected a hash printed by `kiosk hash-pin`" in message
 
 
 def test_a_home_relative_data_dir_is_expanded(tmp_path, monkeypatch):
@@ -451,7 +472,7 @@ UNKNOWN = {
     "unknown top-level table": (
         STATION + '\n[network]\nhub = "https://hub.example"\n',
         "network",
-        "one of station, modules, session; got an unknown table",
+        "one of station, modules, session, operator; got an unknown table",
     ),
     "misspelt station table": (
         STATION.replace("[station]", "[stations]"),
@@ -461,7 +482,7 @@ UNKNOWN = {
     "unknown top-level key": (
         "debug = true\n" + STATION,
         "debug",
-        "one of station, modules, session; got an unknown key",
+        "one of station, modules, session, operator; got an unknown key",
     ),
     "misspelt driver key": (
         edited('[modules.indicators]\ndriver = "fake"', '[modules.indicators]\ndrvier = "fake"'),
@@ -524,3 +545,130 @@ def test_what_the_parser_chokes_on_is_a_one_line_config_error(tmp_path, text):
     assert message.startswith(f"{path}: ")
     assert len(message.splitlines()) == 1
     assert len(message) < 300
+
+
+# -- the operator's PIN -----------------------------------------------------------
+
+
+def with_operator(body: str) -> str:
+    return STATION + "\n[operator]\n" + body + "\n"
+
+
+def test_a_pin_hash_from_hash_pin_loads_and_verifies(tmp_path):
+    config = load_config(write(tmp_path, with_operator(f'pin_hash = "{PIN_HASH}"')))
+    assert config.operator_pin_hash == PIN_HASH
+    pin = OperatorPin(config.operator_pin_hash)
+    assert pin.verify(PIN)
+    assert not pin.verify("12345678")
+
+
+def test_a_pasted_hash_with_stray_spaces_loads(tmp_path):
+    config = load_config(write(tmp_path, with_operator(f'pin_hash = "  {PIN_HASH}\\n"')))
+    assert config.operator_pin_hash == PIN_HASH
+
+
+def test_an_empty_operator_table_sets_no_pin(tmp_path):
+    assert load_config(write(tmp_path, with_operator(""))).operator_pin_hash is None
+
+
+def test_the_operator_table_may_come_first(tmp_path):
+    text = f'[operator]\npin_hash = "{PIN_HASH}"\n\n' + STATION
+    assert load_config(write(tmp_path, text)).operator_pin_hash == PIN_HASH
+
+
+CLEAR_PIN = {
+    "pin instead of pin_hash": (with_operator(f'pin = "{PIN}"'), "operator.pin"),
+    "pin as a number": (with_operator(f"pin = {PIN}"), "operator.pin"),
+    "another name for it": (with_operator(f'kode = "{PIN}"'), "operator.kode"),
+    "pin_hash given the pin": (with_operator(f'pin_hash = "{PIN}"'), "operator.pin_hash"),
+    "pin_hash given the pin with spaces": (
+        with_operator(f'pin_hash = " {PIN} "'),
+        "operator.pin_hash",
+    ),
+    "pin_hash given a number": (with_operator(f"pin_hash = {PIN}"), "operator.pin_hash"),
+    "operator given the pin": (f'operator = "{PIN}"\n' + STATION, "operator"),
+    "pin at the top of the file": (f'pin = "{PIN}"\n' + STATION, "pin"),
+    "dotted operator.pin": (f'operator.pin = "{PIN}"\n' + STATION, "operator.pin"),
+}
+
+
+@pytest.mark.parametrize(("text", "key"), CLEAR_PIN.values(), ids=CLEAR_PIN.keys())
+def test_a_pin_in_clear_is_refused_and_never_repeated(tmp_path, text, key):
+    path = write(tmp_path, text)
+    message = config_error(path)
+    assert message.startswith(f"{path}: {key}: expected ")
+    assert "got a PIN in clear (not shown)" in message
+    assert "run `kiosk hash-pin`" in message and "[operator]" in message
+    assert PIN not in message  # the message goes to the console and the journal
+    assert len(message.splitlines()) == 1
+    assert len(message) < 300
+
+
+def damaged(old: str, new: str) -> str:
+    assert old in PIN_HASH
+    return PIN_HASH.replace(old, new, 1)
+
+
+BAD_HASH = {
+    "not of the form": ('"scrypt$x"', "got 'scrypt$x' (not scrypt$N$r$p$salt$hash)"),
+    "damaged base64": (f'"{damaged("$8$1$", "$8$1$!")}"', "(a damaged PIN hash ("),
+    "N not a number": (f'"{damaged("$16384$", "$lots$")}"', "(a damaged PIN hash ("),
+    "N not a power of two": (
+        f'"{damaged("$16384$", "$16383$")}"',
+        "(a PIN hash with impossible scrypt parameters)",
+    ),
+    "digest cut short": (f'"{PIN_HASH[:-12]}"', "impossible scrypt parameters"),
+    "too slow to check": (
+        f'"{damaged("$16384$8$1$", "$16384$8$16$")}"',
+        "got a hash too slow to check at the kiosk (scrypt N=16384, r=8, p=16)",
+    ),
+    "more memory than scrypt is given": (
+        f'"{damaged("$16384$8$1$", "$65536$8$1$")}"',
+        "got a hash this kiosk cannot check (scrypt N=65536, r=8, p=1: ",
+    ),
+    "N with thousands of digits": (
+        f'"{damaged("$16384$", "$" + "9" * 5000 + "$")}"',
+        "...",
+    ),
+    "huge power of two": (
+        f'"{damaged("$16384$", f"${2**5000}$")}"',
+        "too slow to check at the kiosk (scrypt N=<a whole number of about 1506 digits>",
+    ),
+    "a password, not shown": ('"hunter2"', "got text that is not one (not shown)"),
+    "empty": ('""', "got ''"),
+    "a bool": ("true", "got a value that is not text"),
+    "a list holding the pin": (f'["{PIN}"]', "got a value that is not text"),
+}
+
+
+@pytest.mark.parametrize(("value", "expected"), BAD_HASH.values(), ids=BAD_HASH.keys())
+def test_a_malformed_pin_hash_is_one_line_naming_hash_pin(tmp_path, value, expected):
+    path = write(tmp_path, with_operator(f"pin_hash = {value}"))
+    message = config_error(path)
+    assert message.startswith(
+        f"{path}: operator.pin_hash: expected a hash printed by `kiosk hash-pin`; got "
+    )
+    assert expected in message
+    assert "hunter2" not in message and PIN not in message
+    assert len(message.splitlines()) == 1
+    assert len(message) < 400
+
+
+def test_an_unknown_key_in_the_operator_table_is_refused_with_a_suggestion(tmp_path):
+    path = write(tmp_path, with_operator(f'pin_hsah = "{PIN_HASH}"'))
+    assert config_error(path) == (
+        f"{path}: operator.pin_hsah: expected one of pin_hash; got an unknown key "
+        f"(did you mean 'pin_hash'?)"
+    )
+
+
+def test_an_operator_table_inside_the_operator_table_is_refused(tmp_path):
+    path = write(tmp_path, with_operator(f'[operator.pin]\nhash = "{PIN_HASH}"'))
+    assert config_error(path).startswith(
+        f"{path}: operator.pin: expected one of pin_hash; got an unknown table"
+    )
+
+
+def test_operator_not_a_table_is_refused(tmp_path):
+    path = write(tmp_path, "operator = true\n" + STATION)
+    assert config_error(path) == f"{path}: operator: expected a table [operator]; got True"

@@ -2,10 +2,12 @@
 
 Each seed makes one damaged copy of docs/station.example.toml (deleted and
 misspelt keys, wrong types, huge and odd strings, NUL bytes, invalid TOML,
-truncation, deep nesting, duplicate tables) and loads it. Every outcome must be
-a usable station, with modules that can be built, or one line naming the file:
-never a traceback. A failing seed reproduces with ``mutated(seed)``; a longer
-run is ``python benchmarks/config_fuzz.py 100000``.
+truncation, deep nesting, duplicate tables, the commented [operator] table
+switched on with a hash, a damaged hash or a PIN in clear) and loads it. Every
+outcome must be a usable station, with modules that can be built, or one line
+naming the file, which never repeats a PIN or password: never a traceback. A
+failing seed reproduces with ``mutated(seed)``; a longer run is
+``python benchmarks/config_fuzz.py 100000``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,23 @@ from kiosk.drivers.station import StationModules
 from kiosk.errors import ConfigError, UnknownBackend
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "station.example.toml"
+# hash_pin("1234"), fixed so that every seed always makes the same file
+PIN_HASH = (
+    '"scrypt$16384$8$1$c36DkCu5DyQqQs2bS23F9w==$FenlSdZzcNK+Fg0uGEzDA212XxDurSZ9QjXRXoutGKc="'
+)
+PIN_HASH_VALUES = [
+    PIN_HASH,
+    PIN_HASH.replace("$16384$8$1$", "$65536$8$1$"),  # more memory than the kiosk gives scrypt
+    PIN_HASH.replace("$16384$8$1$", "$16384$8$16$"),  # too slow to check at the kiosk
+    PIN_HASH.replace("$16384$", "$16383$"),
+    PIN_HASH.replace("==$", "=$"),
+    PIN_HASH[:40] + '"',
+    '"scrypt$16384$8$1$<salt>$<hash>"',
+    '"1234"',
+    "1234",
+    '" 48210937 "',
+    '"hunter2"',
+]
 SEEDS = range(400)
 ENVIRONMENT = [f"KIOSK_{kind.upper()}_DRIVER" for kind in ModuleKind]
 
@@ -70,6 +89,7 @@ ODD_VALUES = [
     '"id"',
     '"en"',
     "'''multi\nline'''",
+    *PIN_HASH_VALUES,
 ]
 ODD_KEYS = [
     "langauge",
@@ -88,6 +108,9 @@ ODD_KEYS = [
     '""',
     '"' + "k" * 5000 + '"',
     "a.b.c",
+    "pin_hash",
+    "pin",
+    "pin_hsah",
 ]
 ODD_TABLES = [
     "[modules.printer]",
@@ -100,6 +123,8 @@ ODD_TABLES = [
     "[modules.camera]",
     "[session]",
     "[modules]",
+    "[operator]",
+    "[operator.pin]",
 ]
 ODD_BYTES = [b"\x00", b"\xff", b"\xc3", b"\r", b"\n", b'"', b"[", b"]", b"=", b"\\", b"\t", b"#"]
 KEY_LINE = re.compile(r"^([A-Za-z_]+) = ")
@@ -162,6 +187,16 @@ def _nest_deep(rng: random.Random, lines: list[str]) -> None:
     lines.insert(rng.randrange(len(lines) + 1), f"{key} = {value}")
 
 
+def _switch_operator_on(rng: random.Random, lines: list[str]) -> None:
+    """Uncomment the example's [operator] table, with a hash or something else."""
+    for i, line in enumerate(lines):
+        if line == "# [operator]":
+            lines[i] = "[operator]"
+        elif line.startswith("# pin_hash = "):
+            key = rng.choice(["pin_hash", "pin_hash", "pin"])
+            lines[i] = f"{key} = {rng.choice(PIN_HASH_VALUES)}"
+
+
 def _env_override(rng: random.Random, lines: list[str]) -> None:
     pass  # chosen in mutated(): the environment, not the text
 
@@ -177,6 +212,7 @@ MUTATIONS: list[Callable[[random.Random, list[str]], None]] = [
     _insert_table,
     _duplicate_line,
     _nest_deep,
+    _switch_operator_on,
 ]
 
 
@@ -209,6 +245,9 @@ def outcome(path: Path) -> str:
         assert message.startswith(f"{path}: "), message
         assert len(message.splitlines()) == 1, message
         assert len(message) < 500, message
+        key = message.removeprefix(f"{path}: ").split(":")[0]
+        if "operator" in key or "pin" in key:  # what may be a PIN is never repeated
+            assert "48210937" not in message and "hunter2" not in message, message
         return message
     return "valid"
 
