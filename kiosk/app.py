@@ -37,6 +37,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 from kiosk.config import StationConfig  # noqa: E402
 from kiosk.drivers.station import StationModules  # noqa: E402
 from kiosk.flow.machine import EnrollmentFlow, Step  # noqa: E402
+from kiosk.flow.operator import OperatorPin  # noqa: E402
 from kiosk.i18n import LANGUAGES, Translator  # noqa: E402
 from kiosk.screens import SCREENS, load_screens  # noqa: E402
 from kiosk.screens.base import CancelDialog, StillHereDialog  # noqa: E402
@@ -157,6 +158,7 @@ def run_kiosk(config: StationConfig, modules: StationModules, fullscreen: bool =
         sink=store,
         session=config.session,
         language=config.language,
+        operator_pin=OperatorPin(config.operator_pin_hash) if config.operator_pin_hash else None,
     )
     if fullscreen:
         Window.fullscreen = "auto"

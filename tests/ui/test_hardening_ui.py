@@ -1,0 +1,170 @@
+"""What testing the foundation as a new user found (issue 5), each tried again
+in the real window: quick taps, skipped fingers, capture behind a dialog, the
+NIK on the review, a declined consent, the operator's hold, the badge."""
+
+from __future__ import annotations
+
+import pytest
+from support import VALID_NIK
+from test_monkey import UNDER_AGE_NIK
+
+from kiosk.flow.fingers import Finger, FingerException
+from kiosk.flow.machine import Step
+from kiosk.flow.operator import OperatorPin, hash_pin
+from kiosk.i18n import Translator
+
+pytestmark = pytest.mark.ui
+ID = Translator("id")
+
+
+def to_consent(kiosk) -> None:
+    kiosk.tap(kiosk.widget("start_id"))
+    kiosk.wait_for_step(Step.NIK)
+    kiosk.type_nik(VALID_NIK)
+    kiosk.tap(kiosk.widget("ok"))
+
+
+def test_a_quick_second_tap_does_not_act_on_the_next_screen(kiosk):
+    to_consent(kiosk)
+    kiosk.wait_for(lambda: kiosk.screen.name == Step.CONSENT, what="consent")
+    kiosk.tap(kiosk.widget("accept"), patient=False)  # 0.1 s after the screen appeared
+    kiosk.pump(0.1)
+    assert kiosk.flow.step is Step.CONSENT  # the citizen still reads the consent
+    kiosk.tap(kiosk.widget("accept"))  # a tap after the guard time is meant
+    kiosk.wait_for_step(Step.FACE)
+
+
+def test_a_touch_that_began_on_the_screen_before_is_ignored(kiosk):
+    from kivy.tests.common import UnitTestTouch
+
+    to_consent(kiosk)
+    kiosk.wait_for_step(Step.CONSENT)
+    accept = kiosk.widget("accept")
+    touch = UnitTestTouch(*accept.to_window(*accept.center))
+    touch.time_start -= 5  # the finger came down before this screen was shown
+    touch.touch_down()
+    kiosk.pump(0.5)
+    touch.touch_up()
+    kiosk.pump(0.1)
+    assert kiosk.flow.step is Step.CONSENT
+
+
+def test_marking_a_finger_asks_first_and_no_keeps_it(kiosk):
+    kiosk.attach(fingerprint=("no_finger",))
+    to_consent(kiosk)
+    kiosk.wait_for_step(Step.CONSENT)
+    kiosk.tap(kiosk.widget("accept"))
+    kiosk.wait_for_step(Step.FINGERPRINTS)
+    kiosk.tap(kiosk.widget("missing"))
+    dialog = kiosk.screen.dialog
+    assert kiosk.shows_in(dialog, "Ibu jari kanan tidak ada?")
+    assert dialog.ids.hands.finger == Finger.RIGHT_THUMB
+    kiosk.screenshot("06-finger-question-missing")
+    kiosk.tap(dialog.ids.keep)
+    kiosk.pump(0.3)
+    assert dialog.parent is None and not kiosk.flow.enrollment.fingers
+    kiosk.tap(kiosk.widget("missing"))
+    kiosk.tap(kiosk.screen.dialog.ids.confirm)
+    kiosk.pump(0.2)
+    record = kiosk.flow.enrollment.fingers[Finger.RIGHT_THUMB]
+    assert record.exception is FingerException.MISSING
+    assert kiosk.flow.current_finger is Finger.RIGHT_INDEX
+
+
+def test_capture_pauses_behind_the_cancel_dialog_and_resumes_where_it_was(kiosk):
+    kiosk.attach(fingerprint=("good", "good", "no_finger", "no_finger", "good"))
+    to_consent(kiosk)
+    kiosk.wait_for_step(Step.CONSENT)
+    kiosk.tap(kiosk.widget("accept"))
+    kiosk.wait_for(lambda: kiosk.flow.current_finger is Finger.RIGHT_MIDDLE, what="finger 3")
+    kiosk.tap(kiosk.widget("cancel"))
+    assert kiosk.flow.paused
+    kiosk.pump(2.5)  # long enough for every remaining finger, were capture going on
+    assert kiosk.flow.step is Step.FINGERPRINTS
+    assert kiosk.flow.current_finger is Finger.RIGHT_MIDDLE
+    kiosk.tap(kiosk.app._dialog.ids.keep)  # "no, continue"
+    kiosk.wait_for(lambda: not kiosk.flow.paused, what="the dialog to close")
+    assert kiosk.flow.current_finger is Finger.RIGHT_MIDDLE  # where it was
+    kiosk.wait_for_step(Step.SIGNATURE)  # and capture goes on from there
+
+
+def test_declining_consent_says_nothing_was_recorded(kiosk):
+    to_consent(kiosk)
+    kiosk.wait_for_step(Step.CONSENT)
+    kiosk.tap(kiosk.widget("decline"))
+    kiosk.wait_for_step(Step.WELCOME)
+    assert kiosk.shows(ID("welcome.notice.declined"))
+    assert kiosk.shows(Translator("en")("welcome.notice.declined"))
+    assert kiosk.store.count() == 0
+    kiosk.screenshot("14-declined")
+
+
+def test_nik_keypad_says_what_it_ignores_and_how_many_problems_remain(kiosk):
+    kiosk.tap(kiosk.widget("start_id"))
+    kiosk.wait_for_step(Step.NIK)
+    kiosk.type_nik("0" * 16)
+    kiosk.tap(kiosk.widget("ok"))
+    shown = kiosk.widget("problem").text
+    assert ID("nik.error.province") in shown
+    assert ID("nik.error.more", count=5) in shown  # regency, district, day, month, serial
+    kiosk.type_nik("1")  # a 17th digit
+    assert kiosk.widget("problem").text == ID("nik.entry.full")
+    assert kiosk.widget("display").text == "0000 0000 0000 0000"
+
+
+def test_the_review_shows_the_nik_and_it_can_be_corrected(kiosk):
+    flow = kiosk.attach()
+    flow.start("id")
+    flow.submit_nik(VALID_NIK)
+    flow.accept_consent()
+    flow.capture_face()
+    for _ in range(10):
+        flow.capture_finger()
+    flow.modules.signature.sign()
+    flow.submit_signature()
+    kiosk.wait_for_step(Step.REVIEW)
+    assert kiosk.shows("3201 0141 0190 0001")
+    kiosk.tap(kiosk.widget("nik"))
+    kiosk.wait_for_step(Step.NIK)
+    assert kiosk.widget("display").text == "3201 0141 0190 0001"  # to correct, not retype
+    kiosk.tap(kiosk.widget("back"))
+    kiosk.type_nik("2")
+    kiosk.tap(kiosk.widget("ok"))
+    kiosk.wait_for_step(Step.REVIEW)
+    assert kiosk.shows("3201 0141 0190 0002")
+
+
+def test_a_young_citizen_waits_for_the_operator_who_approves_with_the_pin(kiosk):
+    flow = kiosk.attach()
+    flow.operator_pin = OperatorPin(hash_pin("2468"))
+    kiosk.tap(kiosk.widget("start_id"))
+    kiosk.wait_for_step(Step.NIK)
+    kiosk.type_nik(UNDER_AGE_NIK)
+    kiosk.tap(kiosk.widget("ok"))
+    kiosk.wait_for_step(Step.OPERATOR)
+    assert kiosk.shows(ID("operator.reason.under_age", age=16))
+    keypad = kiosk.widget("keypad")
+    for digit in "1111":
+        kiosk.tap(kiosk._key(digit), settle=0)
+    assert kiosk.widget("pin").text == "••••"  # never the digits
+    kiosk.tap(keypad.ids.ok)
+    assert kiosk.widget("problem").text == ID("operator.pin.wrong")
+    assert kiosk.flow.step is Step.OPERATOR
+    for digit in "2468":
+        kiosk.tap(kiosk._key(digit), settle=0)
+    kiosk.tap(keypad.ids.ok)
+    kiosk.wait_for_step(Step.CONSENT)
+    assert [a.reason for a in kiosk.flow.enrollment.operator_approvals] == ["under_age"]
+
+
+def test_the_simulation_badge_reads_as_a_label_not_a_button(kiosk):
+    from kivy.graphics import Rectangle
+    from kivy.uix.behaviors import ButtonBehavior
+
+    badge = kiosk.widget("simulated")
+    assert badge.opacity == 1 and badge.text == ID("common.simulated")
+    assert not isinstance(badge, ButtonBehavior)
+    filled = [i for i in badge.canvas.before.children if isinstance(i, Rectangle)]
+    assert filled == []  # no filled box like the buttons beside it
+    buttons = [kiosk.widget("language"), kiosk.widget("cancel")]
+    assert all(tuple(badge.color) != tuple(b.background_color) for b in buttons)
