@@ -61,3 +61,29 @@ def test_a_missing_key_shows_itself_instead_of_crashing(caplog):
 def test_unknown_language_is_a_clear_error():
     with pytest.raises(ValueError, match="expected one of id, en"):
         catalog("jv")
+
+
+# Words that promise encryption, in both languages
+ENCRYPTION_CLAIMS = re.compile(r"enkripsi|dienkripsi|dikunci|encrypt|locked", re.IGNORECASE)
+
+
+def test_the_consent_promises_encryption_only_when_the_store_encrypts():
+    from kiosk.store import BIOMETRICS_ENCRYPTED_AT_REST
+
+    for language in LANGUAGES:
+        claims = bool(ENCRYPTION_CLAIMS.search(catalog(language)["consent.body"]))
+        assert claims == BIOMETRICS_ENCRYPTED_AT_REST, (
+            f"{language}: the consent text {'claims' if claims else 'does not claim'} "
+            f"encryption, the store {'does' if BIOMETRICS_ENCRYPTED_AT_REST else 'does not'}"
+        )
+
+
+def test_the_save_failure_message_does_not_promise_the_data_is_safe():
+    # the enrollment is only in memory: say the officer is called, and to stay
+    for language, stay, officer in (
+        ("id", "jangan tinggalkan", "petugas"),
+        ("en", "do not leave", "officer"),
+    ):
+        text = catalog(language)["flow.save.failed"].lower()
+        assert "hilang" not in text and "lost" not in text
+        assert stay in text and officer in text

@@ -6,6 +6,10 @@ from typing import Protocol
 
 from kiosk.packet.build import Packet
 
+# What the consent text may promise: it may say the data is encrypted on the
+# kiosk only when this is True (sealed packets, issue 7); a test ties the two.
+BIOMETRICS_ENCRYPTED_AT_REST = False
+
 
 class EnrollmentSink(Protocol):
     """Where the flow hands a finished enrollment; the only way data reaches disk."""

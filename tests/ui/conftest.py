@@ -32,6 +32,20 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 FIXED_DATE = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
 
 
+def looks_the_same(new: Path, old: Path) -> bool:
+    """Two screenshots a person could not tell apart: rendering noise (a pixel
+    or two of antialiasing) does not rewrite a committed picture."""
+    import cv2
+
+    if not old.exists():
+        return False
+    a, b = cv2.imread(str(new)), cv2.imread(str(old))
+    if a is None or b is None or a.shape != b.shape:
+        return False
+    differing = (cv2.absdiff(a, b).max(axis=2) > 24).mean()
+    return differing < 0.001
+
+
 class Kiosk:
     """The running app, with hands (tap, draw, type) and eyes (texts, screenshot)."""
 
@@ -108,12 +122,17 @@ class Kiosk:
         self.pump(0.15)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         target = SCREENSHOTS / f"{name}.png"
+        fresh = SCREENSHOTS / f".{name}.new.png"
         if len(Window.children) > 1:  # a dialog is open: only the window holds it
-            Path(Window.screenshot(name=str(target))).replace(target)
+            Path(Window.screenshot(name=str(fresh))).replace(fresh)
         else:
             # renders the screens into their own framebuffer: right at any window
             # size, where the offscreen window keeps its first size
-            self.app.root.export_to_png(str(target))
+            self.app.root.export_to_png(str(fresh))
+        if looks_the_same(fresh, target):
+            fresh.unlink()  # a run that changed nothing leaves git clean
+        else:
+            fresh.replace(target)
         return target
 
     # -- hands --------------------------------------------------------------

@@ -59,7 +59,6 @@ def test_marking_a_finger_asks_first_and_no_keeps_it(kiosk):
     dialog = kiosk.screen.dialog
     assert kiosk.shows_in(dialog, "Ibu jari kanan tidak ada?")
     assert dialog.ids.hands.finger == Finger.RIGHT_THUMB
-    kiosk.screenshot("06-finger-question-missing")
     kiosk.tap(dialog.ids.keep)
     kiosk.pump(0.3)
     assert dialog.parent is None and not kiosk.flow.enrollment.fingers

@@ -55,7 +55,6 @@ class FingerprintsScreen(CapturingScreen):
         if finger is not None:
             if self.finger and self.finger != finger.label_key:
                 self.problem = ""
-                self.ids.preview.texture = None  # the last finger's print is not this one's
             self.finger = finger.label_key
             self.number = FINGER_ORDER.index(finger) + 1
         self.tries_left = self.flow.tries_left
