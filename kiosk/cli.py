@@ -15,7 +15,7 @@ from kiosk import __version__
 from kiosk.config import DEFAULT_PATH, SIMULATION_PATH, load_config
 from kiosk.drivers.station import StationModules
 from kiosk.errors import KioskError
-from kiosk.flow.operator import hash_pin, valid_pin
+from kiosk.operator_pin import hash_pin, valid_pin
 from kiosk.store.export import export_store
 from kiosk.store.preflight import check_data_dir
 from kiosk.store.sqlite import STORE_NAME, EnrollmentStore

@@ -47,8 +47,8 @@ from typing import Any
 
 from kiosk.drivers.base import ModuleKind
 from kiosk.errors import ConfigError
-from kiosk.flow.operator import parse_pin_hash
 from kiosk.i18n import LANGUAGES
+from kiosk.operator_pin import parse_pin_hash
 
 DEFAULT_PATH = Path("/etc/rekam-kiosk/station.toml")
 SIMULATION_PATH = Path(__file__).with_name("simulation.toml")

@@ -23,7 +23,7 @@ import pytest
 from kiosk import __version__
 from kiosk.cli import main
 from kiosk.config import load_config
-from kiosk.flow.operator import OperatorPin
+from kiosk.operator_pin import OperatorPin
 from kiosk.store.sqlite import EnrollmentStore
 
 STEPS = ["nik", "consent", "face", "fingerprints", "signature", "review"]

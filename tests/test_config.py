@@ -9,7 +9,7 @@ import pytest
 from kiosk.config import SIMULATION_PATH, SessionConfig, load_config
 from kiosk.drivers.base import ModuleKind
 from kiosk.errors import ConfigError, KioskError
-from kiosk.flow.operator import OperatorPin, hash_pin
+from kiosk.operator_pin import OperatorPin, hash_pin
 
 ROOT = Path(__file__).resolve().parent.parent
 PIN = "48210937"

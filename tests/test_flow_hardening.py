@@ -16,7 +16,7 @@ from kiosk.drivers.base import Signal
 from kiosk.errors import FlowError
 from kiosk.flow.fingers import Finger, FingerException
 from kiosk.flow.machine import EnrollmentFlow, Notice, OperatorReason, Retake, Step, age_on
-from kiosk.flow.operator import (
+from kiosk.operator_pin import (
     LOCK_SECONDS,
     WRONG_TRIES_BEFORE_LOCK,
     OperatorPin,

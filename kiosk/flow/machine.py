@@ -45,8 +45,8 @@ from kiosk.flow.enrollment import (
 )
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.nik import NikCheck, check_nik
-from kiosk.flow.operator import OperatorPin
 from kiosk.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from kiosk.operator_pin import OperatorPin
 from kiosk.packet.build import build_packet
 from kiosk.quality.face import assess_face
 from kiosk.quality.fingerprint import assess_fingerprint

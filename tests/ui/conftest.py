@@ -148,9 +148,9 @@ class Kiosk:
         from kiosk.screens.base import TOUCH_GUARD_S, TouchGuard
 
         node = widget
-        while node is not None and not isinstance(node, TouchGuard):
+        while node is not None and node.parent is not node and not isinstance(node, TouchGuard):
             node = node.parent
-        if node is not None:
+        if isinstance(node, TouchGuard):
             remaining = node.shown_at + TOUCH_GUARD_S - time.time()
             if remaining > 0:
                 self.pump(remaining + 0.02)

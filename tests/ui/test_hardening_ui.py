@@ -10,8 +10,8 @@ from test_monkey import UNDER_AGE_NIK
 
 from kiosk.flow.fingers import Finger, FingerException
 from kiosk.flow.machine import Step
-from kiosk.flow.operator import OperatorPin, hash_pin
 from kiosk.i18n import Translator
+from kiosk.operator_pin import OperatorPin, hash_pin
 
 pytestmark = pytest.mark.ui
 ID = Translator("id")
