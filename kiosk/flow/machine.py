@@ -103,7 +103,7 @@ class CaptureResult:
     problem: str | None = None  # i18n key telling the citizen what to do
     tries_left: int = 0
     fault: ModuleKind | None = None  # the module failed; the operator is needed
-    stale: bool = False  # the session ended while the device was busy; ignore
+    stale: bool = False  # the session, step or a dialog changed while the device was busy
     preview: np.ndarray | None = None  # the image just taken, for the screen to show
 
 

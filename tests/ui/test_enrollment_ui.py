@@ -82,7 +82,7 @@ def walk_to_review(kiosk, language: str, shots: str | None = None, look=None) ->
     question = t("fingerprints.confirm.injured", finger=t(Finger.LEFT_LITTLE.label_key))
     assert kiosk.shows_in(dialog, question)
     assert dialog.ids.hands.finger == Finger.LEFT_LITTLE  # pictured, not only named
-    if shots is not None:
+    if shots in ("", "en-"):  # a dialog is read from the window, which stays 800x480 offscreen
         kiosk.screenshot(f"{shots}06-finger-question")
     kiosk.tap(dialog.ids.confirm)
     kiosk.wait_for_step(Step.SIGNATURE)
@@ -121,7 +121,7 @@ def test_a_citizen_enrolls_by_touch(kiosk, language):
 
     enrollment_id = kiosk.screen.enrollment_id
     assert enrollment_id == "UI-01-20261128-000001"  # the fixed date, the first of the store
-    assert kiosk.widget("enrollment_id").text == "UI-01-\n20261128-000001"
+    assert kiosk.widget("enrollment_id").text == enrollment_id
     assert kiosk.widget("qr").texture.size[0] > 100
     assert kiosk.shows(t("done.operator_check", count=1))
     kiosk.screenshot("09-done" if language == "id" else "en-09-done")

@@ -25,6 +25,7 @@ def to_consent(kiosk) -> None:
 
 
 def test_a_quick_second_tap_does_not_act_on_the_next_screen(kiosk):
+    kiosk.attach(camera=("dark",))  # the face screen stays up once reached
     to_consent(kiosk)
     kiosk.wait_for(lambda: kiosk.screen.name == Step.CONSENT, what="consent")
     kiosk.tap(kiosk.widget("accept"), patient=False)  # 0.1 s after the screen appeared
@@ -71,7 +72,7 @@ def test_marking_a_finger_asks_first_and_no_keeps_it(kiosk):
 
 
 def test_capture_pauses_behind_the_cancel_dialog_and_resumes_where_it_was(kiosk):
-    kiosk.attach(fingerprint=("good", "good", "no_finger", "no_finger", "good"))
+    kiosk.attach(fingerprint=("good", "good", *["no_finger"] * 6, "good"))  # time to ask
     to_consent(kiosk)
     kiosk.wait_for_step(Step.CONSENT)
     kiosk.tap(kiosk.widget("accept"))

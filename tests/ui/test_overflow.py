@@ -185,3 +185,12 @@ def test_no_text_overflows_on_any_screen(kiosk, size):
         kiosk.app._ask_still_here(None)
         kiosk.pump(0.3)
     assert not found, "\n".join(found)
+
+
+def test_a_long_receipt_number_splits_after_the_station_and_a_short_one_does_not():
+    from kiosk.screens.done.done import receipt_lines
+
+    assert receipt_lines("UI-01-20261128-000001") == "UI-01-20261128-000001"
+    long_id = "3201-KCM-CIBINONG-01-20261128-000042"
+    assert receipt_lines(long_id) == "3201-KCM-CIBINONG-01-\n20261128-000042"
+    assert receipt_lines(long_id).replace("\n", "") == long_id

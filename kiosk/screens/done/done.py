@@ -11,13 +11,17 @@ from kivy.properties import NumericProperty, StringProperty
 from kiosk.flow.machine import Step
 from kiosk.screens.base import KioskScreen, moves_forward, texture_from_array
 
+ONE_LINE_CHARS = 24  # a receipt number this long still reads well on one line
+
 
 def receipt_lines(enrollment_id: str) -> str:
-    """The id on two lines, the station's part and the date and number, so a
-    long station id still fits; the QR code holds it whole."""
+    """A long id on two lines, the station's part and the date and number, so
+    a long station id still fits; the QR code holds it whole."""
     station, _, rest = enrollment_id.rpartition("-")
     station, _, date = station.rpartition("-")
-    return f"{station}-\n{date}-{rest}" if station else enrollment_id
+    if len(enrollment_id) <= ONE_LINE_CHARS or not station:
+        return enrollment_id
+    return f"{station}-\n{date}-{rest}"
 
 
 def fitting_font_size(width: float, text: str, largest: float) -> float:
