@@ -146,12 +146,17 @@ class KioskApp(App):
         return False
 
 
-def run_kiosk(config: StationConfig, modules: StationModules, fullscreen: bool = False) -> int:
-    """Open ``modules`` and the store, then run the window until the process ends."""
+def run_kiosk(
+    config: StationConfig,
+    modules: StationModules,
+    store: EnrollmentStore,
+    fullscreen: bool = False,
+) -> int:
+    """Open ``modules``, then run the window on ``store`` until the process ends;
+    closes both at the end."""
     failures = modules.open()
     for kind, error in failures.items():
         log.error("starting without a working %s: %s", kind, error)
-    store = EnrollmentStore(config.data_dir / "enrollments.sqlite3")
     flow = EnrollmentFlow(
         station_id=config.station_id,
         modules=modules,

@@ -30,12 +30,15 @@ def _run(args: argparse.Namespace) -> int:
     # The same for the data folder (missing, read-only, full) and the store (damaged,
     # from a newer kiosk): found here, not behind the welcome screen.
     check_data_dir(config.data_dir)
-    EnrollmentStore(config.data_dir / STORE_NAME).close()
+    store = EnrollmentStore(config.data_dir / STORE_NAME)  # the kiosk then runs on it
     if not args.verbose:
         logging.getLogger("kiosk").setLevel(logging.INFO)  # the journal keeps each save
-    from kiosk.app import run_kiosk  # Kivy is imported only for the window
-
-    return run_kiosk(config, modules, fullscreen=args.fullscreen)
+    try:
+        from kiosk.app import run_kiosk  # Kivy is imported only for the window
+    except BaseException:
+        store.close()
+        raise
+    return run_kiosk(config, modules, store, fullscreen=args.fullscreen)
 
 
 def _export(args: argparse.Namespace) -> int:
