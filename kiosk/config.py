@@ -35,18 +35,15 @@ the PIN: a PIN written in clear is refused, and never repeated in the message.
 from __future__ import annotations
 
 import contextlib
-import difflib
-import math
 import os
 import re
-import reprlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kiosk.drivers.base import ModuleKind
-from kiosk.errors import ConfigError
+from kiosk.errors import ConfigError, did_you_mean, shown
 from kiosk.i18n import LANGUAGES
 from kiosk.operator_pin import parse_pin_hash
 
@@ -107,36 +104,6 @@ class StationConfig:
     operator_pin_hash: str | None = None  # `kiosk hash-pin`'s hash; None: no operator PIN set
 
 
-class _ShortRepr(reprlib.Repr):
-    """reprlib's short repr, safe for ints too long for ``repr`` (a 5,000-digit TOML number)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxstring = self.maxother = 60
-        self.maxlevel = 2
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > 512:
-            return (
-                f"<a whole number of about {math.floor(x.bit_length() * math.log10(2)) + 1} digits>"
-            )
-        return super().repr_int(x, level)
-
-
-_SHORT_REPR = _ShortRepr()
-
-
-def _shown(value: object) -> str:
-    """``value`` as one short line for an error message."""
-    return _SHORT_REPR.repr(value)
-
-
-def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    """`` (did you mean 'x'?)`` for the choice closest to ``word``, or nothing."""
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _looks_like_a_pin(value: object) -> bool:
     """Digits, as text or as a number: a PIN written in clear, not a hash of one."""
     if isinstance(value, bool):
@@ -155,7 +122,7 @@ def _plain_pin_error(path: Path, key: str, expected: str) -> ConfigError:
 
 def _key_name(name: str) -> str:
     """One key of a dotted path as a message shows it: bare if it can be, else quoted."""
-    return name if _BARE_KEY.fullmatch(name) else _shown(name)
+    return name if _BARE_KEY.fullmatch(name) else shown(name)
 
 
 class _Reader:
@@ -166,7 +133,7 @@ class _Reader:
         self.data = data
 
     def fail(self, key: str, expected: str, got: object = None) -> ConfigError:
-        got_text = "nothing (the key is missing)" if got is None else _shown(got)
+        got_text = "nothing (the key is missing)" if got is None else shown(got)
         return ConfigError(f"{self.path}: {key}: expected {expected}; got {got_text}")
 
     def table(self, key: str, required: bool = True) -> dict[str, Any]:
@@ -193,7 +160,7 @@ class _Reader:
                 what = "table" if isinstance(value, dict) else "key"
                 raise ConfigError(
                     f"{self.path}: {full}: expected one of {', '.join(known)}; "
-                    f"got an unknown {what}{_did_you_mean(name, known)}"
+                    f"got an unknown {what}{did_you_mean(name, known)}"
                 )
 
     def get(
@@ -289,11 +256,11 @@ def _parse(r: _Reader) -> StationConfig:
         driver = os.environ[variable] if driver_from else options.get("driver")
         options.pop("driver", None)
         if not isinstance(driver, str) or not driver:
-            misspelt = [name for name in options if _did_you_mean(name, ["driver"])]
+            misspelt = [name for name in options if did_you_mean(name, ["driver"])]
             if driver is None and misspelt:
                 raise ConfigError(
                     f'{r.path}: {key}.driver: expected a driver name, e.g. "fake"; got nothing '
-                    f"(the key is missing; did you mean 'driver' for {_shown(misspelt[0])}?)"
+                    f"(the key is missing; did you mean 'driver' for {shown(misspelt[0])}?)"
                 )
             raise r.fail(f"{key}.driver", 'a driver name, e.g. "fake"', driver)
         modules[kind] = ModuleConfig(driver, options, driver_from)
@@ -338,7 +305,7 @@ def _operator_pin_hash(r: _Reader) -> str | None:
         raise ConfigError(f"{r.path}: {key}: expected {expected}; got a value that is not text")
     value = value.strip()  # a pasted line's stray space or newline
     if not value.startswith("scrypt$"):
-        got = _shown(value) if not value else "text that is not one (not shown)"
+        got = shown(value) if not value else "text that is not one (not shown)"
         raise ConfigError(f"{r.path}: {key}: expected {expected}; got {got}")
     try:  # also refuses a hash too costly to check at the kiosk
         parse_pin_hash(value)
@@ -349,7 +316,7 @@ def _operator_pin_hash(r: _Reader) -> str | None:
         elif len(reason) > 80:  # int()'s message repeats up to 200 characters of the text
             reason = f"{reason[:77]}..."
         raise ConfigError(
-            f"{r.path}: {key}: expected {expected}; got {_shown(value)} ({reason}); "
+            f"{r.path}: {key}: expected {expected}; got {shown(value)} ({reason}); "
             f"run `kiosk hash-pin` again"
         ) from None
     return value

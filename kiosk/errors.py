@@ -1,9 +1,16 @@
-"""One tree of faults, rooted in KioskError.
+"""One tree of faults, rooted in KioskError, and the wording their messages share.
 
 Expected outcomes (no finger, poor quality, cancelled) are values, never
 exceptions; these are for faults. Errors mix in a built-in where one fits, so a
 caller may catch either (``except OSError`` still sees a pulled cable).
 """
+
+from __future__ import annotations
+
+import difflib
+import math
+import reprlib
+from collections.abc import Sequence
 
 
 class KioskError(Exception):
@@ -44,3 +51,36 @@ class StoreError(KioskError, OSError):
 
 class ClearTextRefused(StoreError, PermissionError):
     """Saving real biometrics unsealed was refused (sealing is not built yet)."""
+
+
+# -- wording shared by one-line error messages -----------------------------------
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's short repr, safe for ints too long for ``repr`` (a 5,000-digit TOML number)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 60
+        self.maxlevel = 2
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 512:
+            return (
+                f"<a whole number of about {math.floor(x.bit_length() * math.log10(2)) + 1} digits>"
+            )
+        return super().repr_int(x, level)
+
+
+_SHORT_REPR = _ShortRepr()
+
+
+def shown(value: object) -> str:
+    """``value`` as one short line for an error message."""
+    return _SHORT_REPR.repr(value)
+
+
+def did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``word``, or nothing."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

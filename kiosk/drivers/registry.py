@@ -12,18 +12,13 @@ found from the constructor's keyword names, with the closest one suggested.
 
 from __future__ import annotations
 
-import difflib
 import inspect
-import reprlib
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
 from kiosk.drivers.base import Module, ModuleKind
-from kiosk.errors import ConfigError, UnknownBackend
-
-_short = reprlib.Repr()  # odd names and values, shortened so an error stays one line
-_short.maxstring = _short.maxother = 60
+from kiosk.errors import ConfigError, UnknownBackend, did_you_mean, shown
 
 
 def group(kind: ModuleKind) -> str:
@@ -79,8 +74,7 @@ def create(
             raise
         installed = ", ".join(available(kind)) or "none"
         raise UnknownBackend(
-            f"{where}.driver: expected an installed {kind} driver ({installed}); "
-            f"got {_short.repr(name)}"
+            f"{where}.driver: expected an installed {kind} driver ({installed}); got {shown(name)}"
         ) from None
     options = dict(options or {})
     accepted = option_names(cls)
@@ -101,11 +95,10 @@ def create(
 def _unknown_option(
     kind: ModuleKind, name: str, option: str, accepted: list[str], where: str | None
 ) -> ConfigError:
-    close = difflib.get_close_matches(option, accepted, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    shown = option if option.isidentifier() and len(option) <= 64 else _short.repr(option)
+    hint = did_you_mean(option, accepted)
+    name_shown = option if option.isidentifier() and len(option) <= 64 else shown(option)
     return ConfigError(
-        f"{f'{where}.' if where else ''}{shown}: expected an option of the {kind} driver "
+        f"{f'{where}.' if where else ''}{name_shown}: expected an option of the {kind} driver "
         f"{name!r} ({', '.join(accepted) or 'none'}); got an unknown option{hint}"
     )
 
