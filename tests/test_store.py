@@ -336,15 +336,22 @@ def test_a_full_disk_is_reported_and_nothing_half_written(store, packet):
     assert store.count() == 2
 
 
-def test_after_a_full_disk_the_main_file_alone_holds_every_committed_enrollment(
-    store, packet, tmp_path
-):
+def three_saved_then_a_full_disk(store, packet, refusal: str) -> list[str]:
+    """Commit three enrollments, fill the disk, and check a fourth save is refused
+    with ``refusal`` in its message; returns the committed ids."""
     committed = [f"TEST-01-20261128-{n:06d}" for n in range(1, 4)]
     for n, enrollment_id in enumerate(committed, 1):
         store.save(renamed(packet, enrollment_id, sequence=n))
     fill_the_disk(store)
-    with pytest.raises(StoreError, match="disk is full"):
+    with pytest.raises(StoreError, match=refusal):
         store.save(renamed(packet, "TEST-01-20261128-000004", sequence=4))
+    return committed
+
+
+def test_after_a_full_disk_the_main_file_alone_holds_every_committed_enrollment(
+    store, packet, tmp_path
+):
+    committed = three_saved_then_a_full_disk(store, packet, refusal="disk is full")
     # The kiosk is still running; a technician copies the .sqlite3 file without its -wal.
     alone = tmp_path / "copied" / "enrollments.sqlite3"
     alone.parent.mkdir()
@@ -363,12 +370,7 @@ def test_after_a_full_disk_the_main_file_alone_holds_every_committed_enrollment(
 def test_after_a_full_disk_kiosk_export_copies_every_committed_enrollment(
     store, packet, tmp_path, capsys
 ):
-    committed = [f"TEST-01-20261128-{n:06d}" for n in range(1, 4)]
-    for n, enrollment_id in enumerate(committed, 1):
-        store.save(renamed(packet, enrollment_id, sequence=n))
-    fill_the_disk(store)
-    with pytest.raises(StoreError, match="kiosk export --to DIR"):
-        store.save(renamed(packet, "TEST-01-20261128-000004", sequence=4))
+    committed = three_saved_then_a_full_disk(store, packet, refusal="kiosk export --to DIR")
     stick = tmp_path / "usb"
     stick.mkdir()
     # while the kiosk still runs with the store open
