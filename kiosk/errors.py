@@ -37,6 +37,14 @@ class CaptureTimeout(DriverError, TimeoutError):
     """The module did not finish a capture before its deadline."""
 
 
+class CaptureCancelled(DriverError):
+    """The call was cancelled before it finished: the step moved on or the module closed."""
+
+
+class DeviceFault(DriverError):
+    """The module answered wrongly: a broken frame, a vendor library's error, bad data."""
+
+
 class DeviceClosed(DriverError):
     """The driver was used after close()."""
 

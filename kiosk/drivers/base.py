@@ -3,28 +3,46 @@
 Every backend (fake, emulator or real) satisfies one of these Protocols. Results
 are frozen dataclasses holding plain numpy arrays and bytes, never vendor
 objects. Expected outcomes are :class:`Outcome` values; faults are exceptions
-from :mod:`kiosk.errors`. Every blocking call takes a deadline in seconds.
+from :mod:`kiosk.errors`.
 
-A backend usually subclasses :class:`ModuleBase`, which owns the lifecycle
-(open, idempotent close, context manager, closed-guard) and leaves ``_open``,
-``_close`` and the capture calls to the backend::
+Device calls run on the device's own thread (:mod:`kiosk.drivers.worker`):
+capture calls return a :class:`~kiosk.drivers.worker.Job` at once, which the
+caller waits on (``job.result()``, bounded by the job's deadline) or cancels.
+Deadlines come from the driver's options (the station config), so the flow
+holds no timing constants of its own.
+
+A backend subclasses :class:`ModuleBase`, which owns the lifecycle (open,
+idempotent close from any thread, context manager, closed-guard), the device's
+thread, the one boundary where vendor errors become ours, and the facts health
+is judged from::
 
     with FakeCamera(script=["dark", "face"]) as camera:
-        frame = camera.capture(timeout=2.0)
+        frame = camera.still().result()
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from kiosk.errors import DeviceClosed
+from kiosk.drivers.worker import DeviceWorker, Job
+from kiosk.errors import (
+    CaptureCancelled,
+    CaptureTimeout,
+    DeviceClosed,
+    DeviceFault,
+    DeviceUnavailable,
+    KioskError,
+)
 from kiosk.quality.inputs import require_aspect, require_frame, require_print, require_strokes
 
 
@@ -42,6 +60,15 @@ class Outcome(enum.StrEnum):
     NO_FINGER = "no_finger"
     NO_SIGNATURE = "no_signature"
     CANCELLED = "cancelled"
+
+
+class FingerPhase(enum.StrEnum):
+    """Where a fingerprint capture is, for the screen to guide the citizen."""
+
+    LIFT_FIRST = "lift_first"  # a finger is still on the glass from before: lift it
+    WAITING = "waiting"  # the glass is clear: place the finger
+    DETECTED = "detected"  # a finger is on the glass: hold still while it is read
+    LIFT = "lift"  # the image is read: lift the finger while it is transferred
 
 
 class HealthStatus(enum.StrEnum):
@@ -71,6 +98,9 @@ class ModuleInfo:
     serial: str
     firmware: str = ""
     simulated: bool = False  # True for fakes and emulators: never a real citizen's data
+    # where the serial was read: "usb" (the adapter's), "notepad" (written into the
+    # sensor by the kiosk), "v4l-by-id", "board" (the Pi's own), "simulated", ...
+    serial_source: str = ""
 
     def as_dict(self) -> dict[str, str | bool]:
         return {
@@ -78,9 +108,15 @@ class ModuleInfo:
             "driver": self.driver,
             "model": self.model,
             "serial": self.serial,
+            "serial_source": self.serial_source,
             "firmware": self.firmware,
             "simulated": self.simulated,
         }
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        """What tells one unit from another: a different identity is a swap."""
+        return (str(self.kind), self.driver, self.model, self.serial)
 
 
 @dataclass(frozen=True)
@@ -95,10 +131,30 @@ class Health:
 
 
 @dataclass(frozen=True)
+class CallStats:
+    """The facts a module's health is judged from, counted at the error boundary."""
+
+    calls: int = 0
+    errors: int = 0
+    consecutive_errors: int = 0
+    last_success_at: float | None = None  # wall clock (time.time())
+    last_error: str = ""
+    last_error_at: float | None = None
+
+
+@dataclass(frozen=True)
 class SelfTestResult:
     passed: bool
     detail: str
     duration_s: float
+
+
+def positive_seconds(name: str, value: float) -> float:
+    """A driver's time option as a float, or a ValueError naming the option."""
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return seconds
 
 
 def _frozen_array(array: np.ndarray | None) -> np.ndarray | None:
@@ -112,9 +168,40 @@ def _frozen_array(array: np.ndarray | None) -> np.ndarray | None:
 # driver's broken output stops here, at the device, never deeper in the flow.
 
 
+# What the bytes of a camera buffer hold, in memory order, for the names the
+# camera libraries use. picamera2 (libcamera/DRM names) counts from the high
+# bit: its "RGB888" is B, G, R in memory, like OpenCV's; "XBGR8888" is R, G, B, X.
+PIXEL_ORDERS = {
+    "RGB": "RGB",  # ours: what Frame holds
+    "BGR": "BGR",  # OpenCV
+    "RGB888": "BGR",
+    "BGR888": "RGB",
+    "XBGR8888": "RGBX",
+    "XRGB8888": "BGRX",
+}
+
+
+def to_rgb(buffer: np.ndarray, pixel_format: str) -> np.ndarray:
+    """A camera buffer (H x W x 3 or 4, uint8) as the RGB H x W x 3 a Frame holds.
+
+    ``pixel_format`` is a key of PIXEL_ORDERS (picamera2's or OpenCV's name);
+    anything else is a ValueError naming the formats known.
+    """
+    order = PIXEL_ORDERS.get(pixel_format)
+    if order is None:
+        raise ValueError(f"unknown pixel format {pixel_format!r}; known: {', '.join(PIXEL_ORDERS)}")
+    if buffer.ndim != 3 or buffer.shape[2] != len(order):
+        raise ValueError(
+            f"a {pixel_format} buffer is H x W x {len(order)}, got shape {buffer.shape}"
+        )
+    channels = [order.index(colour) for colour in "RGB"]
+    return np.ascontiguousarray(buffer[:, :, channels])
+
+
 @dataclass(frozen=True)
 class Frame:
-    """One camera frame: RGB, height x width x 3, uint8, 16 to 8192 px a side."""
+    """One camera frame: RGB (R, G, B in memory), height x width x 3, uint8, 16 to
+    8192 px a side. A backend converts its buffers with :func:`to_rgb`."""
 
     image: np.ndarray
     module: ModuleInfo
@@ -122,6 +209,10 @@ class Frame:
 
     def __post_init__(self) -> None:
         _frozen_array(require_frame(self.image))
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the frame was taken."""
+        return (time.time() if now is None else now) - self.captured_at
 
 
 @dataclass(frozen=True)
@@ -175,6 +266,12 @@ class SignatureCapture:
             )
 
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+FAILED_AFTER_ERRORS = 3  # consecutive failed calls before a module counts as FAILED
+
+
 @runtime_checkable
 class Module(Protocol):
     """What every module driver offers, whatever its kind."""
@@ -182,30 +279,67 @@ class Module(Protocol):
     kind: ClassVar[ModuleKind]
 
     def open(self) -> None: ...
-    def close(self) -> None: ...
-    @property
-    def closed(self) -> bool: ...
-    def info(self) -> ModuleInfo: ...
-    def health(self) -> Health:
-        """Cheap and never raises: safe to poll from a supervisor."""
+    def close(self) -> None:
+        """Idempotent; from any thread: a pending call ends with CaptureCancelled."""
         ...
 
+    @property
+    def closed(self) -> bool: ...
+    def info(self) -> ModuleInfo:
+        """The unit's identity as last read; no I/O."""
+        ...
+
+    def identify(self) -> ModuleInfo:
+        """Read the identity from the unit itself (I/O, bounded by a deadline), so a
+        supervisor can tell a replacement from a reconnect."""
+        ...
+
+    def health(self) -> Health:
+        """Judged from facts (last success, errors, frame age); no I/O, never raises."""
+        ...
+
+    @property
+    def stats(self) -> CallStats: ...
     def self_test(self) -> SelfTestResult:
-        """Really exercises the device; may take a few seconds."""
+        """Really exercises the device; may take a few seconds; never raises."""
         ...
 
 
 @runtime_checkable
 class Camera(Module, Protocol):
-    def capture(self, timeout: float) -> Frame:
-        """Return one frame, or raise CaptureTimeout / DeviceUnavailable."""
+    """A camera: a preview stream for the screen, and full-resolution stills.
+
+    Frames hold RGB (see :class:`Frame`). The preview stream runs on the
+    camera's own thread while started; stills are jobs queued between frames.
+    """
+
+    def start_preview(self) -> None:
+        """Start streaming preview frames (returns at once)."""
+        ...
+
+    def stop_preview(self) -> None: ...
+    def latest_frame(self) -> Frame | None:
+        """The newest preview frame (its ``age()`` says how fresh), None before the
+        first. Never blocks; callable from any thread."""
+        ...
+
+    def still(self, deadline_s: float | None = None) -> Job[Frame]:
+        """Take one full-resolution photo. The job raises CaptureTimeout past the
+        deadline (the driver's ``still_s`` option when None), DeviceUnavailable,
+        DeviceFault or CaptureCancelled."""
         ...
 
 
 @runtime_checkable
 class FingerprintReader(Module, Protocol):
-    def capture(self, timeout: float) -> FingerprintCapture:
-        """Wait up to ``timeout`` s for a finger; NO_FINGER if none came."""
+    def capture(
+        self, on_phase: Callable[[FingerPhase], None] | None = None
+    ) -> Job[FingerprintCapture]:
+        """Capture one finger in phases, each reported to ``on_phase`` (on the
+        reader's thread): LIFT_FIRST (only if a finger is still on the glass),
+        WAITING, DETECTED, LIFT. The job's value is NO_FINGER if no finger came
+        within the driver's ``wait_s``; CaptureTimeout if the image transfer
+        took longer than its ``transfer_s``."""
         ...
 
 
@@ -237,31 +371,58 @@ class Indicators(Module, Protocol):
 
 
 class ModuleBase:
-    """Lifecycle shared by backends: open/close under a lock, idempotent close,
-    context manager, and a guard that turns use-after-close into DeviceClosed.
+    """Lifecycle, thread and error boundary shared by backends.
 
-    Subclasses set ``kind``, implement ``_open``, ``_close``, ``info``,
-    ``_health`` and ``_self_test``, and call ``self._check_open()`` first in
-    their capture calls.
+    Open and close run under a lock; close is idempotent and may come from any
+    thread: it cancels the device's jobs, calls ``_close`` (which should free a
+    blocked read, e.g. by closing the port) and joins the device's thread.
+    Use after close raises DeviceClosed.
+
+    Subclasses set ``kind``, implement ``info`` and ``_self_test`` and, as
+    needed, ``_open``, ``_close``, ``_identify``, ``_health`` and
+    ``_translate``. Device calls go through :meth:`_run`, the one boundary where
+    anything a vendor library raises becomes our error and is counted.
     """
 
     kind: ClassVar[ModuleKind]
+    idle_work: ClassVar[bool] = False  # True: the thread calls _idle() while no job waits
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._opened = False
+        self._worker: DeviceWorker | None = None
+        self._stats_lock = threading.Lock()
+        self._stats = CallStats()
+
+    # -- lifecycle -----------------------------------------------------------
 
     def open(self) -> None:
         with self._lock:
-            if not self._opened:
+            if self._opened:
+                return
+            try:
                 self._open()
-                self._opened = True
+            except KioskError:
+                raise
+            except Exception as exc:
+                raise self._translate(exc) from exc
+            self._opened = True
+            name = f"{self.kind}-{type(self).__name__}"
+            self._worker = DeviceWorker(name, self._idle if self.idle_work else None)
 
     def close(self) -> None:
         with self._lock:
-            if self._opened:
-                self._opened = False
-                self._close()
+            if not self._opened:
+                return
+            self._opened = False
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel_all()
+        try:
+            self._close()
+        finally:
+            if worker is not None:
+                worker.close()
 
     @property
     def closed(self) -> bool:
@@ -274,9 +435,25 @@ class ModuleBase:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    # -- identity, health, self-test -----------------------------------------
+
+    def identify(self) -> ModuleInfo:
+        return self._run("identify", lambda _job: self._identify(), deadline_s=5.0).result()
+
+    @property
+    def stats(self) -> CallStats:
+        return self._stats
+
     def health(self) -> Health:
         if self.closed:
             return Health(HealthStatus.FAILED, "closed")
+        stats = self._stats
+        if stats.consecutive_errors >= FAILED_AFTER_ERRORS:
+            return Health(
+                HealthStatus.FAILED, f"{stats.consecutive_errors} calls failed: {stats.last_error}"
+            )
+        if stats.consecutive_errors:
+            return Health(HealthStatus.DEGRADED, f"last call failed: {stats.last_error}")
         try:
             return self._health()
         except Exception as exc:  # health() must never raise
@@ -285,20 +462,87 @@ class ModuleBase:
     def self_test(self) -> SelfTestResult:
         start = time.monotonic()
         try:
-            self._check_open()
-            detail = self._self_test()
+            detail = self._run("self-test", lambda _job: self._self_test(), 10.0).result()
         except Exception as exc:
             return SelfTestResult(False, f"{type(exc).__name__}: {exc}", time.monotonic() - start)
         return SelfTestResult(True, detail, time.monotonic() - start)
+
+    # -- the device's thread and the error boundary ----------------------------
+
+    def _run(self, name: str, work: Callable[[Job[T]], T], deadline_s: float) -> Job[T]:
+        """Queue ``work(job)`` on the device's thread, behind the error boundary."""
+        with self._lock:
+            self._check_open()
+            worker = self._worker
+        assert worker is not None  # set whenever open
+
+        def guarded(job: Job[T]) -> T:
+            try:
+                result = work(job)
+            except CaptureCancelled:
+                raise  # the caller moved on: not the device's fault
+            except Exception as exc:
+                if job.cancelled:  # closed under a blocked read: that is how it ends
+                    raise CaptureCancelled(f"{job.name}: cancelled") from exc
+                error = exc if isinstance(exc, KioskError) else self._translate(exc)
+                self._count(error)
+                if error is exc:
+                    raise
+                raise error from exc
+            self._count(None)
+            return result
+
+        return worker.submit(guarded, deadline_s=deadline_s, name=f"{worker.name}: {name}")
+
+    def _set_idling(self, idling: bool) -> None:
+        with self._lock:
+            if self._worker is not None:
+                self._worker.set_idling(idling)
+                if idling:
+                    self._worker.start()
+
+    def _translate(self, exc: Exception) -> KioskError:
+        """A vendor's exception as ours; backends refine this for their library."""
+        text = f"{self.kind} {type(self).__name__}: {type(exc).__name__}: {exc}"
+        if isinstance(exc, TimeoutError):
+            return CaptureTimeout(text)
+        if isinstance(exc, OSError):
+            return DeviceUnavailable(text)
+        return DeviceFault(text)
+
+    def _count(self, error: Exception | None) -> None:
+        with self._stats_lock:
+            stats = self._stats
+            if error is None:
+                self._stats = dataclasses.replace(
+                    stats, calls=stats.calls + 1, consecutive_errors=0, last_success_at=time.time()
+                )
+            else:
+                self._stats = dataclasses.replace(
+                    stats,
+                    calls=stats.calls + 1,
+                    errors=stats.errors + 1,
+                    consecutive_errors=stats.consecutive_errors + 1,
+                    last_error=str(error),
+                    last_error_at=time.time(),
+                )
 
     def _check_open(self) -> None:
         if not self._opened:
             raise DeviceClosed(f"{type(self).__name__} is closed; call open() first")
 
+    # -- for subclasses --------------------------------------------------------
+
     def _open(self) -> None:
         pass
 
     def _close(self) -> None:
+        pass
+
+    def _identify(self) -> ModuleInfo:
+        return self.info()
+
+    def _idle(self) -> Any:
         pass
 
     def _health(self) -> Health:

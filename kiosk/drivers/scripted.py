@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from kiosk.drivers.base import ModuleInfo, ModuleKind
@@ -44,15 +43,14 @@ class BehaviourScript:
         return behaviour, self.calls == self.fail_on_call
 
 
-def simulate_latency(delay: float, timeout: float) -> bool:
-    """Sleep like a device taking ``delay`` s, but never past ``timeout``; False if it ran out."""
-    if delay > 0:
-        time.sleep(max(0.0, min(delay, timeout)))
-    return delay <= timeout
-
-
 def simulated_info(kind: ModuleKind, model: str, serial: str) -> ModuleInfo:
     """The identity every fake reports: driver "fake", and marked simulated."""
     return ModuleInfo(
-        kind=kind, driver="fake", model=model, serial=serial, firmware="sim-1.0", simulated=True
+        kind=kind,
+        driver="fake",
+        model=model,
+        serial=serial,
+        firmware="sim-1.0",
+        simulated=True,
+        serial_source="simulated",
     )

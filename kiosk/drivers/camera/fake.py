@@ -1,24 +1,26 @@
 """A simulated camera that serves sample photos by a script of named behaviours.
 
-Behaviours, one per capture call, the last one repeating forever:
+Behaviours, one per still, the last one repeating forever (the preview shows
+what the next still will be):
 
 - ``"face"``: a well framed frontal face (``samples/face.png``), passes the check;
 - ``"no_face"``: a scene with nobody in it (``samples/no_face.png``);
 - ``"dark"``: the face photo darkened to a grey mean of ~15;
 - ``"fail"``: the camera does not answer (:class:`DeviceUnavailable`).
 
-``fail_on_call=N`` makes the Nth capture call fail whatever the script says,
-like a cable pulled mid-session::
+``fail_on_call=N`` makes the Nth still fail whatever the script says, like a
+cable pulled mid-session::
 
     with FakeCamera(script=["dark", "face"], fail_on_call=3) as camera:
-        camera.capture(timeout=2.0)  # too dark
-        camera.capture(timeout=2.0)  # a good face
-        camera.capture(timeout=2.0)  # raises DeviceUnavailable
-        camera.capture(timeout=2.0)  # a good face again
+        camera.still().result()  # too dark
+        camera.still().result()  # a good face
+        camera.still().result()  # raises DeviceUnavailable
+        camera.still().result()  # a good face again
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -27,9 +29,11 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
-from kiosk.drivers.base import Frame, Health, HealthStatus, ModuleBase, ModuleInfo, ModuleKind
-from kiosk.drivers.scripted import BehaviourScript, simulate_latency, simulated_info
-from kiosk.errors import CaptureTimeout, DeviceUnavailable
+from kiosk.drivers.base import Frame, ModuleInfo, positive_seconds
+from kiosk.drivers.camera.stream import StreamingCamera
+from kiosk.drivers.scripted import BehaviourScript, simulated_info
+from kiosk.drivers.worker import Job
+from kiosk.errors import DeviceUnavailable
 
 SAMPLES = Path(__file__).parent / "samples"
 FRAME_SHAPE = (480, 640, 3)
@@ -56,16 +60,16 @@ def _dark_face() -> np.ndarray:
     return dark
 
 
-class FakeCamera(ModuleBase):
+class FakeCamera(StreamingCamera):
     """Simulated camera: 640 x 480 RGB sample frames chosen by a script.
 
     Options (all from the station config): ``script`` of behaviour names,
-    ``fail_on_call`` (1-based), ``serial``, and ``delay`` seconds per capture
-    to imitate a real camera's latency (a delay beyond the timeout raises
-    CaptureTimeout, as a real camera would).
+    ``fail_on_call`` (1-based), ``serial``, ``delay`` seconds per still to
+    imitate a real camera's latency (a delay beyond the deadline raises
+    CaptureTimeout, as a real camera would), ``still_s`` (the default
+    deadline) and ``fps`` of the preview stream.
     """
 
-    kind: ClassVar[ModuleKind] = ModuleKind.CAMERA
     BEHAVIOURS: ClassVar[tuple[str, ...]] = ("face", "no_face", "dark", "fail")
 
     def __init__(
@@ -75,29 +79,33 @@ class FakeCamera(ModuleBase):
         fail_on_call: int | None = None,
         serial: str = "SIM-CAM-0001",
         delay: float = 0.0,
+        still_s: float = 5.0,
+        fps: float = 30.0,
     ) -> None:
-        super().__init__()
+        super().__init__(still_s=still_s)
         self._script = BehaviourScript(script, self.BEHAVIOURS, fail_on_call)
         self._serial = serial
         self._delay = float(delay)
+        self._frame_interval = 1.0 / positive_seconds("fps", fps)
 
     def info(self) -> ModuleInfo:
         return simulated_info(self.kind, "Rekam SimCam 640", self._serial)
 
-    def capture(self, timeout: float) -> Frame:
-        """One frame for the next behaviour of the script."""
+    def _take_still(self, job: Job[Frame]) -> np.ndarray:
         with self._lock:
-            self._check_open()
             behaviour, forced_failure = self._script.advance()
             call = self._script.calls
         if forced_failure:
             raise DeviceUnavailable(f"camera not answering (simulated failure on call {call})")
         image = self._image_for(behaviour)
-        # Sleeps outside the lock, so close() from another thread is never held up.
-        if not simulate_latency(self._delay, timeout):
-            raise CaptureTimeout(f"camera gave no frame within {timeout} s (simulated)")
-        self._check_open()  # closed while the frame was on its way
-        return Frame(image=image.copy(), module=self.info())
+        job.sleep(self._delay)  # CaptureTimeout if the delay runs past the deadline
+        return image.copy()
+
+    def _grab_preview(self) -> np.ndarray | None:
+        time.sleep(self._frame_interval)
+        with self._lock:
+            upcoming = self._script.peek()
+        return None if upcoming == "fail" else self._image_for(upcoming)
 
     def _image_for(self, behaviour: str) -> np.ndarray:
         if behaviour == "fail":
@@ -106,16 +114,9 @@ class FakeCamera(ModuleBase):
             return _dark_face()
         return _sample_rgb("face" if behaviour == "face" else "no_face")
 
-    def _health(self) -> Health:
-        with self._lock:
-            upcoming = self._script.peek()
-        if upcoming == "fail":
-            return Health(HealthStatus.FAILED, "camera not answering (simulated)")
-        return Health(HealthStatus.OK)
-
     def _self_test(self) -> str:
         # Renders the upcoming behaviour without consuming it, so a supervisor's
-        # self-test does not shift the script a test wrote for the citizen's captures.
+        # self-test does not shift the script a test wrote for the citizen's stills.
         with self._lock:
             upcoming = self._script.peek()
         image = self._image_for(upcoming)

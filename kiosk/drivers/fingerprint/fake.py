@@ -1,6 +1,6 @@
 """A simulated fingerprint reader serving synthetic prints by a script of named behaviours.
 
-Behaviours, one per capture call, the last one repeating forever:
+Behaviours, one per capture, the last one repeating forever:
 
 - ``"good"``: a clear print; successive good captures cycle through
   ``samples/good_1.png`` .. ``good_4.png`` so that fingers differ;
@@ -8,13 +8,13 @@ Behaviours, one per capture call, the last one repeating forever:
 - ``"no_finger"``: nobody touched the glass: ``Outcome.NO_FINGER``, no image;
 - ``"unplugged"``: the reader does not answer (:class:`DeviceUnavailable`).
 
-``fail_on_call=N`` makes the Nth capture call raise DeviceUnavailable whatever
-the script says::
+``fail_on_call=N`` makes the Nth capture raise DeviceUnavailable whatever the
+script says::
 
     with FakeFingerprintReader(script=["no_finger", "poor", "good"]) as reader:
-        reader.capture(timeout=5.0).outcome  # Outcome.NO_FINGER
-        reader.capture(timeout=5.0).image    # the poor print
-        reader.capture(timeout=5.0).image    # good_1, then good_2, ... forever
+        reader.capture().result().outcome  # Outcome.NO_FINGER
+        reader.capture().result().image    # the poor print
+        reader.capture().result().image    # good_1, then good_2, ... forever
 
 The samples are synthetic (tools/make_fingerprint_samples.py): no real person's
 fingerprint.
@@ -23,7 +23,7 @@ fingerprint.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import ClassVar
@@ -32,15 +32,16 @@ import cv2
 import numpy as np
 
 from kiosk.drivers.base import (
+    FingerPhase,
     FingerprintCapture,
-    Health,
-    HealthStatus,
     ModuleBase,
     ModuleInfo,
     ModuleKind,
     Outcome,
+    positive_seconds,
 )
-from kiosk.drivers.scripted import BehaviourScript, simulate_latency, simulated_info
+from kiosk.drivers.scripted import BehaviourScript, simulated_info
+from kiosk.drivers.worker import Job
 from kiosk.errors import DeviceUnavailable
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -73,9 +74,10 @@ class FakeFingerprintReader(ModuleBase):
     """Simulated R307-like reader: 256 x 288 synthetic prints at 500 dpi, by script.
 
     Options (all from the station config): ``script`` of behaviour names,
-    ``fail_on_call`` (1-based), ``serial``, and ``delay`` seconds per capture
-    to imitate the time a finger takes; a delay beyond the timeout gives
-    NO_FINGER, as a real reader would.
+    ``fail_on_call`` (1-based), ``serial``; ``delay`` seconds before the finger
+    arrives and ``transfer`` seconds the image takes to come off the sensor, to
+    imitate a citizen and a UART; ``wait_s`` (a finger that takes longer is
+    NO_FINGER, as on a real reader) and ``transfer_s`` (the transfer's deadline).
     """
 
     kind: ClassVar[ModuleKind] = ModuleKind.FINGERPRINT
@@ -88,20 +90,33 @@ class FakeFingerprintReader(ModuleBase):
         fail_on_call: int | None = None,
         serial: str = "SIM-FPR-0001",
         delay: float = 0.0,
+        transfer: float = 0.0,
+        wait_s: float = 10.0,
+        transfer_s: float = 5.0,
     ) -> None:
         super().__init__()
         self._script = BehaviourScript(script, self.BEHAVIOURS, fail_on_call)
         self._serial = serial
         self._delay = float(delay)
+        self._transfer = float(transfer)
+        self.wait_s = positive_seconds("wait_s", wait_s)
+        self.transfer_s = positive_seconds("transfer_s", transfer_s)
         self._good_served = 0
 
     def info(self) -> ModuleInfo:
         return simulated_info(self.kind, "Rekam SimFinger R307", self._serial)
 
-    def capture(self, timeout: float) -> FingerprintCapture:
-        """One impression for the next behaviour of the script."""
+    def capture(
+        self, on_phase: Callable[[FingerPhase], None] | None = None
+    ) -> Job[FingerprintCapture]:
+        """One impression for the next behaviour of the script, in phases."""
+        phase = on_phase or (lambda _phase: None)
+        return self._run(
+            "capture", lambda job: self._capture(job, phase), self.wait_s + self.transfer_s
+        )
+
+    def _capture(self, job: Job, phase: Callable[[FingerPhase], None]) -> FingerprintCapture:
         with self._lock:
-            self._check_open()
             behaviour, forced_failure = self._script.advance()
             call = self._script.calls
             if forced_failure or behaviour == "unplugged":
@@ -114,11 +129,13 @@ class FakeFingerprintReader(ModuleBase):
                 self._good_served += 1
             elif behaviour == "poor":
                 image = _sample_gray("poor")
-        # Sleeps outside the lock, so close() from another thread is never held up.
-        finger_came = simulate_latency(self._delay, timeout)
-        self._check_open()  # closed while waiting for the finger
-        if image is None or not finger_came:
+        phase(FingerPhase.WAITING)
+        job.sleep(min(self._delay, self.wait_s))
+        if image is None or self._delay > self.wait_s:
             return FingerprintCapture(outcome=Outcome.NO_FINGER, module=self.info())
+        phase(FingerPhase.DETECTED)
+        phase(FingerPhase.LIFT)
+        job.sleep(self._transfer)  # CaptureTimeout if the transfer runs past the deadline
         return FingerprintCapture(
             outcome=Outcome.CAPTURED,
             module=self.info(),
@@ -126,13 +143,6 @@ class FakeFingerprintReader(ModuleBase):
             template=simulated_template(image),
             dpi=500,
         )
-
-    def _health(self) -> Health:
-        with self._lock:
-            upcoming = self._script.peek()
-        if upcoming == "unplugged":
-            return Health(HealthStatus.FAILED, "fingerprint reader not answering (simulated)")
-        return Health(HealthStatus.OK)
 
     def _self_test(self) -> str:
         # Like the R307's handshake plus an image read, without consuming the script.
