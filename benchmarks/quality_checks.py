@@ -28,9 +28,9 @@ from kiosk.config import SIMULATION_PATH, load_config
 from kiosk.drivers.camera.fake import SAMPLES as CAMERA_SAMPLES
 from kiosk.drivers.fingerprint.fake import SAMPLES as FINGERPRINT_SAMPLES
 from kiosk.drivers.signature.fake import scripted_signature
-from kiosk.drivers.station import StationModules
 from kiosk.flow.enrollment import Enrollment
 from kiosk.flow.machine import SIGNATURE_IMAGE_SIZE, EnrollmentFlow, Step
+from kiosk.health.station import StationModules
 from kiosk.packet.build import Packet, build_packet
 from kiosk.quality import assess_face, assess_fingerprint, assess_signature, render_signature
 from kiosk.store.sqlite import EnrollmentStore

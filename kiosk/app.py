@@ -35,8 +35,8 @@ from kivy.properties import ListProperty, ObjectProperty, StringProperty  # noqa
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from kiosk.config import StationConfig  # noqa: E402
-from kiosk.drivers.station import StationModules  # noqa: E402
 from kiosk.flow.machine import EnrollmentFlow, Step  # noqa: E402
+from kiosk.health.station import StationModules  # noqa: E402
 from kiosk.i18n import LANGUAGES, Translator  # noqa: E402
 from kiosk.operator_pin import OperatorPin  # noqa: E402
 from kiosk.screens import SCREENS, load_screens  # noqa: E402

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from kiosk import __version__
 from kiosk.config import DEFAULT_PATH, SIMULATION_PATH, load_config
-from kiosk.drivers.station import StationModules
 from kiosk.errors import KioskError
+from kiosk.health.station import StationModules
 from kiosk.operator_pin import hash_pin, valid_pin
 from kiosk.store.export import export_store
 from kiosk.store.preflight import check_data_dir

@@ -16,9 +16,9 @@ from datetime import date
 from pathlib import Path
 
 from kiosk.config import SIMULATION_PATH, load_config
-from kiosk.drivers.station import StationModules
 from kiosk.errors import KioskError
 from kiosk.flow.machine import EnrollmentFlow, Step
+from kiosk.health.station import StationModules
 from kiosk.store.sqlite import STORE_NAME, EnrollmentStore
 
 

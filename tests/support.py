@@ -8,7 +8,7 @@ from kiosk.drivers.camera.fake import FakeCamera
 from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
 from kiosk.drivers.indicators.fake import FakeIndicators
 from kiosk.drivers.signature.fake import FakeSignaturePad
-from kiosk.drivers.station import StationModules
+from kiosk.health.station import StationModules
 from kiosk.packet.build import Packet
 
 VALID_NIK = "3201014101900001"  # Kab. Bogor, a woman born 1 January 1990

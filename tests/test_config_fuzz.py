@@ -21,8 +21,8 @@ import pytest
 
 from kiosk.config import StationConfig, load_config
 from kiosk.drivers.base import ModuleKind
-from kiosk.drivers.station import StationModules
 from kiosk.errors import ConfigError, UnknownBackend
+from kiosk.health.station import StationModules
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "station.example.toml"
 # hash_pin("1234"), fixed so that every seed always makes the same file

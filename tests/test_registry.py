@@ -14,8 +14,8 @@ from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
 from kiosk.drivers.indicators.fake import FakeIndicators
 from kiosk.drivers.signature.fake import FakeSignaturePad
 from kiosk.drivers.signature.touch import TouchSignaturePad
-from kiosk.drivers.station import StationModules
 from kiosk.errors import ConfigError, DeviceUnavailable, DriverError, KioskError, UnknownBackend
+from kiosk.health.station import StationModules
 
 ROOT = Path(__file__).resolve().parent.parent
 

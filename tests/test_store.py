@@ -455,7 +455,7 @@ import itertools
 import sys
 
 from kiosk.config import SIMULATION_PATH, load_config
-from kiosk.drivers.station import StationModules
+from kiosk.health.station import StationModules
 from kiosk.flow.machine import EnrollmentFlow
 from kiosk.simulate import enroll_one
 from kiosk.store.sqlite import EnrollmentStore

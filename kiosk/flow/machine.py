@@ -31,7 +31,6 @@ import numpy as np
 
 from kiosk.config import SessionConfig
 from kiosk.drivers.base import ModuleKind, Outcome, Point, Signal
-from kiosk.drivers.station import StationModules
 from kiosk.errors import DriverError, FlowError, StoreError
 from kiosk.flow.enrollment import (
     CONSENT_NOTICE,
@@ -45,6 +44,7 @@ from kiosk.flow.enrollment import (
 )
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.nik import NikCheck, check_nik
+from kiosk.health.station import StationModules
 from kiosk.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from kiosk.operator_pin import OperatorPin
 from kiosk.packet.build import build_packet

@@ -1,0 +1,1 @@
+"""Module supervision: assembling the station's modules, watching them, noticing swaps."""
