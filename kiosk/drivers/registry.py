@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from kiosk.drivers.base import Module, ModuleKind
-from kiosk.errors import ConfigError, UnknownBackend, did_you_mean, shown
+from kiosk.errors import ConfigError, DriverError, UnknownBackend, did_you_mean, shown
 
 
 def group(kind: ModuleKind) -> str:
@@ -65,7 +65,8 @@ def create(
     ``"/etc/rekam-kiosk/station.toml: modules.camera"``: errors then start with
     it and name the key (``...: modules.camera.driver: expected ...``). Raises
     UnknownBackend for an unknown name, ConfigError for an unknown option or a
-    value the backend refuses.
+    value the backend refuses, DriverError when the backend's module cannot be
+    imported (its vendor library is missing, say).
     """
     try:
         cls = backend_class(kind, name)
@@ -75,6 +76,12 @@ def create(
         installed = ", ".join(available(kind)) or "none"
         raise UnknownBackend(
             f"{where}.driver: expected an installed {kind} driver ({installed}); got {shown(name)}"
+        ) from None
+    except ImportError as exc:  # the entry point exists, its module (or a library it needs) not
+        prefix = f"{where}.driver: " if where else ""
+        raise DriverError(
+            f"{prefix}the {kind} driver {name!r} cannot be loaded ({_one_line(exc)}); "
+            "install the library it needs, or choose another driver"
         ) from None
     options = dict(options or {})
     accepted = option_names(cls)
