@@ -23,6 +23,8 @@ import pytest
 from kiosk import __version__
 from kiosk.cli import main
 from kiosk.config import load_config
+from kiosk.drivers import registry
+from kiosk.drivers.base import ModuleKind
 from kiosk.operator_pin import OperatorPin
 from kiosk.store.sqlite import EnrollmentStore
 
@@ -183,12 +185,13 @@ def test_run_with_an_unknown_driver_fails_before_the_window(tmp_path):
     path = tmp_path / "station.toml"
     path.write_text(text)
     result = kiosk_reporting_kivy(
-        "run", "--config", str(path), cwd=tmp_path, KIOSK_CAMERA_DRIVER="picamera2"
+        "run", "--config", str(path), cwd=tmp_path, KIOSK_CAMERA_DRIVER="polaroid"
     )
+    installed = ", ".join(registry.available(ModuleKind.CAMERA))
     assert_one_line_error(
         result,
-        f"{path}: modules.camera.driver: expected an installed camera driver (fake); "
-        "got 'picamera2' from KIOSK_CAMERA_DRIVER in the environment",
+        f"{path}: modules.camera.driver: expected an installed camera driver ({installed}); "
+        "got 'polaroid' from KIOSK_CAMERA_DRIVER in the environment",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 import time
 import tomllib
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 
 from kiosk.drivers.base import (
     Camera,
+    FingerPhase,
     FingerprintCapture,
     FingerprintReader,
     Frame,
@@ -31,7 +33,7 @@ from kiosk.drivers.fingerprint.fake import FakeFingerprintReader, simulated_temp
 from kiosk.drivers.indicators.fake import FakeIndicators
 from kiosk.drivers.signature.fake import FakeSignaturePad, scripted_signature
 from kiosk.drivers.signature.touch import TouchSignaturePad
-from kiosk.errors import CaptureTimeout, DeviceClosed, DeviceUnavailable
+from kiosk.errors import CaptureCancelled, CaptureTimeout, DeviceClosed, DeviceUnavailable
 from kiosk.quality import assess_signature
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +57,7 @@ def _sign(pad) -> object:
 
 BACKENDS = {
     "camera": Backend(
-        FakeCamera, Camera, ModuleKind.CAMERA, "fake", True, lambda d: d.capture(timeout=1.0)
+        FakeCamera, Camera, ModuleKind.CAMERA, "fake", True, lambda d: d.still(1.0).result()
     ),
     "fingerprint": Backend(
         FakeFingerprintReader,
@@ -63,7 +65,7 @@ BACKENDS = {
         ModuleKind.FINGERPRINT,
         "fake",
         True,
-        lambda d: d.capture(timeout=1.0),
+        lambda d: d.capture().result(),
     ),
     "signature": Backend(FakeSignaturePad, SignaturePad, ModuleKind.SIGNATURE, "fake", True, _sign),
     "touch": Backend(TouchSignaturePad, SignaturePad, ModuleKind.SIGNATURE, "touch", False, _sign),
@@ -225,7 +227,7 @@ def _grey_mean(image: np.ndarray) -> float:
 
 def test_camera_follows_its_script_and_repeats_the_last_entry():
     with FakeCamera(script=["dark", "no_face", "face"]) as camera:
-        frames = [camera.capture(timeout=1.0).image for _ in range(5)]
+        frames = [camera.still(1.0).result().image for _ in range(5)]
     assert _grey_mean(frames[0]) < 25  # dark
     assert not np.array_equal(frames[1], frames[2])  # no_face, then face
     assert all(np.array_equal(frames[2], later) for later in frames[3:])
@@ -233,7 +235,7 @@ def test_camera_follows_its_script_and_repeats_the_last_entry():
 
 def test_camera_frames_are_640x480_rgb_and_read_only_copies():
     with FakeCamera() as camera:
-        first, second = camera.capture(timeout=1.0), camera.capture(timeout=1.0)
+        first, second = camera.still(1.0).result(), camera.still(1.0).result()
     assert first.image.shape == (480, 640, 3)
     assert first.image.dtype == np.uint8
     assert not first.image.flags.writeable
@@ -243,46 +245,85 @@ def test_camera_frames_are_640x480_rgb_and_read_only_copies():
 
 def test_camera_dark_frame_has_grey_mean_near_15():
     with FakeCamera(script=["dark"]) as camera:
-        frame = camera.capture(timeout=1.0)
+        frame = camera.still(1.0).result()
     grey = frame.image @ np.array([0.299, 0.587, 0.114])
     assert 12 <= grey.mean() <= 18
 
 
-def test_camera_fail_behaviour_raises_device_unavailable():
+def test_camera_fail_behaviour_raises_device_unavailable_and_health_follows_the_facts():
     with FakeCamera(script=["face", "fail", "face"]) as camera:
-        camera.capture(timeout=1.0)
-        assert camera.health().status is HealthStatus.FAILED  # the next call will fail
-        assert not camera.self_test().passed
+        camera.still(1.0).result()
+        assert camera.health().ok  # judged from what happened, not what the script holds
+        assert not camera.self_test().passed  # the self-test looks at the device itself
         with pytest.raises(DeviceUnavailable, match="simulated"):
-            camera.capture(timeout=1.0)
+            camera.still(1.0).result()
+        assert camera.health().status is HealthStatus.DEGRADED
+        assert "simulated" in camera.health().detail
+        assert camera.still(1.0).result().image.shape == (480, 640, 3)
         assert camera.health().ok
-        assert camera.capture(timeout=1.0).image.shape == (480, 640, 3)
+        assert camera.stats.errors == 2 and camera.stats.consecutive_errors == 0
+
+
+def test_three_failed_calls_in_a_row_make_a_module_failed():
+    with FakeCamera(script=["fail"]) as camera:
+        for _ in range(3):
+            with pytest.raises(DeviceUnavailable):
+                camera.still(1.0).result()
+        assert camera.health().status is HealthStatus.FAILED
+        assert camera.stats.consecutive_errors == 3 and camera.stats.last_success_at is None
+
+
+def test_camera_preview_streams_the_scene_on_its_own_thread():
+    with FakeCamera(script=["dark", "face"], fps=50) as camera:
+        assert camera.latest_frame() is None
+        camera.start_preview()
+        deadline = time.monotonic() + 2.0
+        while camera.latest_frame() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first = camera.latest_frame()
+        assert first is not None and _grey_mean(first.image) < 25  # what the next still sees
+        assert first.age() < 1.0
+        time.sleep(0.1)
+        assert camera.latest_frame().captured_at > first.captured_at  # it keeps streaming
+        assert camera.still(1.0).result() is not None  # stills run between frames
+        assert [t.name for t in threading.enumerate()].count("camera-FakeCamera") == 1
+        camera.stop_preview()
+    assert "camera-FakeCamera" not in [t.name for t in threading.enumerate()]
+
+
+def test_a_preview_that_stops_makes_the_camera_failed():
+    with FakeCamera(script=["fail"], fps=50) as camera:
+        camera.start_preview()
+        assert camera.health().ok
+        time.sleep(2.2)  # no frame comes: the supervisor's cue to reopen it
+        health = camera.health()
+        assert health.status is HealthStatus.FAILED and "no preview frame" in health.detail
 
 
 def test_camera_fail_on_call_fails_only_that_call_and_consumes_its_entry():
     with FakeCamera(script=["dark", "no_face", "face"], fail_on_call=2) as camera:
-        assert _grey_mean(camera.capture(timeout=1.0).image) < 25
+        assert _grey_mean(camera.still(1.0).result().image) < 25
         with pytest.raises(OSError, match="call 2"):  # DeviceUnavailable is an OSError
-            camera.capture(timeout=1.0)
-        third = camera.capture(timeout=1.0).image
-        fourth = camera.capture(timeout=1.0).image
+            camera.still(1.0).result()
+        third = camera.still(1.0).result().image
+        fourth = camera.still(1.0).result().image
     assert np.array_equal(third, fourth)  # "face", the repeating last entry
 
 
 def test_camera_self_test_does_not_consume_the_script():
     with FakeCamera(script=["dark", "face"]) as camera:
         assert camera.self_test().passed
-        assert _grey_mean(camera.capture(timeout=1.0).image) < 25
+        assert _grey_mean(camera.still(1.0).result().image) < 25
 
 
 def test_camera_delay_imitates_latency_and_times_out():
     with FakeCamera(delay=0.05) as camera:
         start = time.monotonic()
-        camera.capture(timeout=1.0)
+        camera.still(1.0).result()
         assert time.monotonic() - start >= 0.05
         start = time.monotonic()
         with pytest.raises(CaptureTimeout):
-            camera.capture(timeout=0.01)
+            camera.still(0.01).result()
         assert time.monotonic() - start < 0.05
 
 
@@ -290,8 +331,8 @@ def test_fakes_do_not_sleep_by_default():
     start = time.monotonic()
     with FakeCamera() as camera, FakeFingerprintReader() as reader:
         for _ in range(20):
-            camera.capture(timeout=5.0)
-            reader.capture(timeout=5.0)
+            camera.still(5.0).result()
+            reader.capture().result()
     assert time.monotonic() - start < 2.0
 
 
@@ -300,7 +341,7 @@ def test_fakes_do_not_sleep_by_default():
 
 def test_reader_good_cycles_through_four_distinct_prints():
     with FakeFingerprintReader() as reader:
-        captures = [reader.capture(timeout=1.0) for _ in range(5)]
+        captures = [reader.capture().result() for _ in range(5)]
     images = [capture.image for capture in captures]
     for i in range(4):
         for j in range(i + 1, 4):
@@ -312,7 +353,7 @@ def test_reader_good_cycles_through_four_distinct_prints():
 def test_reader_images_are_r307_sized_grayscale_at_500_dpi():
     with FakeFingerprintReader(script=["good", "poor"]) as reader:
         for _ in range(2):
-            capture = reader.capture(timeout=1.0)
+            capture = reader.capture().result()
             assert capture.image.shape == (288, 256)
             assert capture.image.dtype == np.uint8
             assert not capture.image.flags.writeable
@@ -321,8 +362,8 @@ def test_reader_images_are_r307_sized_grayscale_at_500_dpi():
 
 def test_reader_template_is_a_stable_512_byte_digest():
     with FakeFingerprintReader() as reader:
-        first = [reader.capture(timeout=1.0) for _ in range(4)]
-        again = reader.capture(timeout=1.0)
+        first = [reader.capture().result() for _ in range(4)]
+        again = reader.capture().result()
     assert len(first[0].template) == 512
     assert again.template == first[0].template
     assert len({capture.template for capture in first}) == 4
@@ -331,38 +372,75 @@ def test_reader_template_is_a_stable_512_byte_digest():
 
 def test_reader_no_finger_is_an_outcome_not_an_error():
     with FakeFingerprintReader(script=["no_finger", "good"]) as reader:
-        capture = reader.capture(timeout=1.0)
+        capture = reader.capture().result()
         assert capture.outcome is Outcome.NO_FINGER
         assert capture.image is None
         assert capture.template == b""
-        assert reader.capture(timeout=1.0).outcome is Outcome.CAPTURED
+        assert reader.capture().result().outcome is Outcome.CAPTURED
 
 
 def test_reader_unplugged_raises_and_shows_in_health():
     with FakeFingerprintReader(script=["good", "unplugged"]) as reader:
-        reader.capture(timeout=1.0)
-        assert reader.health().status is HealthStatus.FAILED
+        reader.capture().result()
+        assert reader.health().ok
         assert not reader.self_test().passed
         for _ in range(3):  # the last entry repeats: it stays unplugged
             with pytest.raises(DeviceUnavailable):
-                reader.capture(timeout=1.0)
+                reader.capture().result()
+        assert reader.health().status is HealthStatus.FAILED
 
 
 def test_reader_fail_on_call():
     with FakeFingerprintReader(fail_on_call=3) as reader:
-        reader.capture(timeout=1.0)
-        reader.capture(timeout=1.0)
+        reader.capture().result()
+        reader.capture().result()
         with pytest.raises(DeviceUnavailable, match="call 3"):
-            reader.capture(timeout=1.0)
-        assert reader.capture(timeout=1.0).outcome is Outcome.CAPTURED
+            reader.capture().result()
+        assert reader.capture().result().outcome is Outcome.CAPTURED
 
 
-def test_reader_finger_later_than_the_timeout_is_no_finger():
-    with FakeFingerprintReader(delay=0.2) as reader:
+def test_reader_finger_later_than_the_wait_is_no_finger():
+    with FakeFingerprintReader(delay=0.5, wait_s=0.05) as reader:
         start = time.monotonic()
-        capture = reader.capture(timeout=0.01)
+        capture = reader.capture().result()
         assert capture.outcome is Outcome.NO_FINGER
-        assert time.monotonic() - start < 0.15
+        assert time.monotonic() - start < 0.3
+
+
+def test_reader_reports_its_phases_in_order():
+    phases = []
+    with FakeFingerprintReader(script=["no_finger", "good"]) as reader:
+        reader.capture(phases.append).result()
+        assert phases == [FingerPhase.WAITING]
+        phases.clear()
+        reader.capture(phases.append).result()
+    assert phases == [FingerPhase.WAITING, FingerPhase.DETECTED, FingerPhase.LIFT]
+
+
+def test_a_cancelled_capture_ends_at_once_and_the_reader_goes_on():
+    with FakeFingerprintReader(delay=5.0) as reader:
+        job = reader.capture()
+        time.sleep(0.05)
+        start = time.monotonic()
+        job.cancel()
+        with pytest.raises(CaptureCancelled):
+            job.result()
+        assert time.monotonic() - start < 0.5
+        assert reader.health().ok  # a cancel is not the device's fault
+
+
+def test_close_from_another_thread_ends_a_waiting_capture():
+    reader = FakeFingerprintReader(delay=5.0)
+    reader.open()
+    job = reader.capture()
+    time.sleep(0.05)
+    start = time.monotonic()
+    threading.Thread(target=reader.close).start()
+    with pytest.raises(CaptureCancelled):
+        job.result()
+    assert time.monotonic() - start < 0.5
+    with pytest.raises(DeviceClosed):
+        reader.capture()
 
 
 # --- signature pads ---------------------------------------------------------------

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from support import VALID_NIK, fake_modules
 
 from kiosk.config import SessionConfig
 from kiosk.drivers.base import ModuleKind, Signal
+from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
 from kiosk.drivers.signature.touch import TouchSignaturePad
 from kiosk.errors import FlowError, StoreError
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
@@ -55,8 +59,10 @@ def test_whole_enrollment_is_saved_with_modules_and_consent(make_flow, store):
     assert manifest["consent"]["language"] == "id"
     assert [f["position"] for f in manifest["fingers"]] == list(range(1, 11))
     assert all(f["image"] and f["exception"] is None for f in manifest["fingers"])
-    assert manifest["modules"]["camera"]["simulated"] is True
-    assert manifest["modules"]["fingerprint"]["serial"]
+    units = manifest["modules"]
+    assert [unit["kind"] for unit in units] == ["camera", "fingerprint", "signature"]
+    assert all(unit["simulated"] is True and unit["serial"] for unit in units)
+    assert units[manifest["face"]["module"]]["kind"] == "camera"
     files = store.files(enrollment_id)
     assert files["face.jpg"][:2] == b"\xff\xd8"  # a JPEG
     assert {f"finger-{n:02d}.png" for n in range(1, 11)} <= files.keys()
@@ -372,17 +378,45 @@ def test_late_capture_after_cancel_never_reaches_the_next_session(make_flow):
         def __getattr__(self, name):
             return getattr(self.camera, name)
 
-        def capture(self, timeout):
-            frame = self.camera.capture(timeout)
-            flow.cancel()
+        def still(self, deadline_s=None):
+            job = self.camera.still(deadline_s)
+            job.result()  # the photo is taken...
+            flow.cancel()  # ...as the citizen cancels and the next one starts
             flow.start("id")
-            return frame
+            return job
 
     flow.modules.camera = CancellingCamera(flow.modules.camera)
     result = flow.capture_face()
     assert result.stale
     assert flow.step is Step.NIK
     assert flow.enrollment.face is None
+
+
+@pytest.mark.parametrize("leave", ["cancel", "pause", "mark_finger"])
+def test_leaving_a_slow_capture_cancels_the_devices_job_at_once(make_flow, leave):
+    """The reader waits 5 s for a finger; leaving the step ends its job within
+    moments instead of letting it run on behind a dialog or into the next finger."""
+    flow = make_flow()
+    to_face(flow)
+    assert flow.capture_face().accepted
+    flow.modules.fingerprint = FakeFingerprintReader(delay=5.0)
+    flow.modules.fingerprint.open()
+    results = []
+    worker = threading.Thread(target=lambda: results.append(flow.capture_finger()))
+    worker.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    if leave == "cancel":
+        flow.cancel()
+    elif leave == "pause":
+        flow.pause()
+    else:
+        flow.mark_finger(FingerException.MISSING)
+    worker.join(2.0)
+    assert not worker.is_alive() and time.monotonic() - started < 0.5
+    assert results[0].stale and results[0].fault is None
+    assert flow.modules.fingerprint.health().ok  # a cancel is not the reader's fault
+    flow.modules.fingerprint.close()
 
 
 def test_store_failure_keeps_the_enrollment_to_save_again(make_flow, store):

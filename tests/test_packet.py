@@ -52,7 +52,7 @@ def finished(make_flow, clock) -> EnrollmentFlow:
 
 @pytest.fixture
 def packet(finished) -> Packet:
-    return build_packet(finished.enrollment, finished.modules.infos(), FINISHED_AT)
+    return build_packet(finished.enrollment, FINISHED_AT)
 
 
 def decode(data: bytes, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
@@ -71,7 +71,7 @@ def test_the_flow_hands_the_store_this_packet(finished, packet):
 
 def test_manifest_identifies_enrollment_station_and_software(packet):
     manifest = packet.manifest
-    assert manifest["schema"] == SCHEMA_VERSION == 1
+    assert manifest["schema"] == SCHEMA_VERSION == 2
     assert manifest["enrollment_id"] == packet.enrollment_id
     assert packet.enrollment_id.startswith("TEST-01-")
     assert manifest["station"] == {"id": "TEST-01"}
@@ -101,14 +101,14 @@ def test_ids_from_the_counter_never_collide_even_when_the_clock_jumps_back():
 
 def test_manifest_carries_the_sequence(finished):
     numbered = dataclasses.replace(finished.enrollment, sequence=41)
-    packet = build_packet(numbered, finished.modules.infos(), FINISHED_AT)
+    packet = build_packet(numbered, FINISHED_AT)
     assert packet.manifest["sequence"] == 41
 
 
 def test_the_flow_numbers_enrollments_on_from_the_sinks_last_sequence(make_flow):
     catcher = PacketCatcher()
     catcher.packets.append(
-        Packet("TEST-01-20261127-000006", {"sequence": 6, "modules": {}}, {})
+        Packet("TEST-01-20261127-000006", {"sequence": 6, "modules": []}, {})
     )  # saved before the kiosk restarted
     assert catcher.last_sequence() == 6
     flow = make_flow(sink=catcher)
@@ -142,16 +142,40 @@ def test_manifest_times_every_step(packet):
     }
 
 
-def test_manifest_names_each_module_that_captured(finished, packet):
+def test_manifest_names_each_unit_that_captured(finished, packet):
     modules = packet.manifest["modules"]
-    assert list(modules) == [str(kind) for kind in ModuleKind]
-    for kind, info in finished.modules.infos().items():
-        entry = modules[str(kind)]
+    # the units that captured, each once: no entry for the lights, which capture nothing
+    assert [entry["kind"] for entry in modules] == ["camera", "fingerprint", "signature"]
+    infos = finished.modules.infos()
+    for entry in modules:
+        info = infos[ModuleKind(entry["kind"])]
         assert entry["driver"] == "fake"
         assert entry["model"] == info.model and entry["model"]
         assert entry["serial"] == info.serial and entry["serial"]
+        assert entry["serial_source"] == "simulated"
         assert entry["simulated"] is True
+    assert modules[packet.manifest["face"]["module"]]["kind"] == "camera"
+    assert modules[packet.manifest["signature"]["module"]]["kind"] == "signature"
+    captured = [f for f in packet.manifest["fingers"] if f["image"]]
+    assert {modules[f["module"]]["kind"] for f in captured} == {"fingerprint"}
     assert packet.simulated
+
+
+def test_each_finger_names_the_reader_that_took_it(finished):
+    """Fingers taken before a reader was swapped name the first reader, later ones
+    the second, and one real unit among them makes the whole packet real."""
+    enrollment = finished.enrollment
+    thumb = enrollment.fingers[Finger.RIGHT_THUMB]
+    swapped = dataclasses.replace(thumb.capture.module, serial="REAL-0002", simulated=False)
+    little = enrollment.fingers[Finger.LEFT_LITTLE]
+    enrollment.fingers[Finger.LEFT_LITTLE] = dataclasses.replace(
+        little, capture=dataclasses.replace(little.capture, module=swapped)
+    )
+    packet = build_packet(enrollment, FINISHED_AT)
+    modules, fingers = packet.manifest["modules"], packet.manifest["fingers"]
+    assert modules[fingers[0]["module"]]["serial"] == thumb.capture.module.serial
+    assert modules[fingers[9]["module"]]["serial"] == "REAL-0002"
+    assert not packet.simulated
 
 
 def test_fingers_come_in_iso_order_with_their_exceptions(packet):
@@ -169,6 +193,7 @@ def test_fingers_come_in_iso_order_with_their_exceptions(packet):
         "quality": thumb["quality"],
         "image": "finger-01.png",
         "dpi": 500,
+        "module": 1,
     }
     assert 0 < thumb["quality"] <= 1
     assert index["exception"] == "missing"
@@ -184,12 +209,13 @@ def test_fingers_come_in_iso_order_with_their_exceptions(packet):
 
 def test_face_and_signature_entries_point_at_their_files(packet):
     face, signature = packet.manifest["face"], packet.manifest["signature"]
-    assert face["image"] == "face.jpg" and face["module"] == "camera"
+    assert face["image"] == "face.jpg" and face["module"] == 0
     assert face["attempts"] == 1 and 0 < face["quality"] <= 1
     assert signature == {
         "image": "signature.png",
         "strokes": "signature-strokes.json",
         "stroke_count": 3,
+        "module": 2,
     }
 
 
@@ -252,9 +278,9 @@ def test_manifest_json_is_sorted_utf8_that_reads_back(packet):
 
 def test_one_real_module_makes_the_packet_real(packet):
     manifest = json.loads(packet.manifest_json())
-    manifest["modules"]["signature"]["simulated"] = False
+    manifest["modules"][2]["simulated"] = False  # the signature pad
     assert not dataclasses.replace(packet, manifest=manifest).simulated
 
 
 def test_a_packet_naming_no_modules_is_not_simulated(packet):
-    assert not dataclasses.replace(packet, manifest={**packet.manifest, "modules": {}}).simulated
+    assert not dataclasses.replace(packet, manifest={**packet.manifest, "modules": []}).simulated

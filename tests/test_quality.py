@@ -124,7 +124,7 @@ def test_dark_frame_fails_with_too_dark(face):
 
 def test_fake_cameras_dark_frame_fails_with_too_dark():
     with FakeCamera(script=["dark"]) as camera:
-        assert assess_face(camera.capture(timeout=1.0).image).problem is FaceProblem.TOO_DARK
+        assert assess_face(camera.still(1.0).result().image).problem is FaceProblem.TOO_DARK
 
 
 def test_washed_out_frame_fails_with_too_bright(face):

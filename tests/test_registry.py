@@ -86,8 +86,8 @@ def test_an_unknown_name_lists_what_is_installed():
 
 
 def test_create_with_an_unknown_name_is_the_same_error():
-    with pytest.raises(UnknownBackend, match="no camera driver named 'picamera2'; installed: fake"):
-        registry.create(ModuleKind.CAMERA, "picamera2", {"serial": "x"})
+    with pytest.raises(UnknownBackend, match="no camera driver named 'polaroid'; installed: fake"):
+        registry.create(ModuleKind.CAMERA, "polaroid", {"serial": "x"})
 
 
 def test_names_are_case_sensitive():
@@ -121,7 +121,7 @@ def test_an_unknown_option_names_the_options_and_the_closest_one():
         registry.create(ModuleKind.CAMERA, "fake", {"serail": "CAM-1"})
     assert str(caught.value) == (
         "serail: expected an option of the camera driver 'fake' "
-        "(script, fail_on_call, serial, delay); got an unknown option (did you mean 'serial'?)"
+        "(script, fail_on_call, serial, delay, still_s, fps); got an unknown option (did you mean 'serial'?)"
     )
 
 
@@ -139,7 +139,14 @@ def test_a_long_odd_option_value_gives_a_short_one_line_error():
 
 
 def test_option_names_come_from_the_constructor():
-    assert registry.option_names(FakeCamera) == ["script", "fail_on_call", "serial", "delay"]
+    assert registry.option_names(FakeCamera) == [
+        "script",
+        "fail_on_call",
+        "serial",
+        "delay",
+        "still_s",
+        "fps",
+    ]
     assert registry.option_names(TouchSignaturePad) == ["serial", "aspect"]
 
     class AnyOptions(FakeIndicators):
@@ -216,7 +223,7 @@ def test_from_config_with_an_unknown_option_names_file_key_and_suggestion(tmp_pa
         StationModules.from_config(config)
     assert str(caught.value) == (
         f"{config.path}: modules.camera.serail: expected an option of the camera driver 'fake' "
-        "(script, fail_on_call, serial, delay); got an unknown option (did you mean 'serial'?)"
+        "(script, fail_on_call, serial, delay, still_s, fps); got an unknown option (did you mean 'serial'?)"
     )
 
 

@@ -240,7 +240,7 @@ def test_a_different_enrollment_under_a_stored_id_is_refused_and_the_first_copy_
 
 def test_a_packet_from_a_real_module_is_refused_and_nothing_written(store, packet):
     manifest = copy.deepcopy(packet.manifest)
-    manifest["modules"]["camera"]["simulated"] = False
+    manifest["modules"][0]["simulated"] = False  # the camera
     real = dataclasses.replace(packet, manifest=manifest)
     with pytest.raises(ClearTextRefused, match="sealing is not built yet") as caught:
         store.save(real)
@@ -251,7 +251,7 @@ def test_a_packet_from_a_real_module_is_refused_and_nothing_written(store, packe
 
 
 def test_a_packet_without_module_identity_is_refused(store, packet):
-    anonymous = dataclasses.replace(packet, manifest={**packet.manifest, "modules": {}})
+    anonymous = dataclasses.replace(packet, manifest={**packet.manifest, "modules": []})
     with pytest.raises(ClearTextRefused):
         store.save(anonymous)
     assert store.count() == 0

@@ -86,6 +86,9 @@ class Enrollment:
     step_seconds: dict[str, float] = field(default_factory=dict)
     sequence: int = 0  # the station's enrollment counter, see new_enrollment_id
     operator_approvals: list[OperatorApproval] = field(default_factory=list)
+    # what could not be captured because its module was down: kind -> reason;
+    # the enrollment is saved marked incomplete and the citizen returns for it
+    missing: dict[str, str] = field(default_factory=dict)
 
     @property
     def flagged_fingers(self) -> list[FingerRecord]:
@@ -93,6 +96,11 @@ class Enrollment:
 
     @property
     def complete(self) -> bool:
+        """Ready to save: everything captured, or recorded as missing."""
         return bool(
-            self.nik and self.consent and self.face and self.signature and len(self.fingers) == 10
+            self.nik
+            and self.consent
+            and (self.face or "camera" in self.missing)
+            and (self.signature or "signature" in self.missing)
+            and (len(self.fingers) == 10 or "fingerprint" in self.missing)
         )

@@ -2,11 +2,18 @@
 
 Screens show ``flow.step`` and forward touches to the methods here; the
 headless simulator and the tests call the same methods. Capture methods block
-on the device (the UI calls them from a worker thread); every other method is
-instant. A capture that finishes after the session was cancelled or timed out
-is dropped, so a late result can never leak into the next citizen's session.
-While a dialog is open the screen pauses the flow: captures stop and a result
-that arrives meanwhile is dropped, so the citizen resumes where they were.
+until the device's job is done (the UI calls them from its capture thread);
+every other method is instant. Leaving the step, a dialog opening or the
+session ending cancels the device's job; a result that arrives anyway is
+dropped, so a late result can never leak into the next step or the next
+citizen's session. While a dialog is open the screen pauses the flow: captures
+stop, and the citizen resumes where they were when it closes.
+
+Module supervision tells the flow when a module goes down or comes back
+(:meth:`module_down`, :meth:`module_up`): the step that needs it waits,
+everything captured so far is kept, and if the module stays down the citizen
+can go on without it (:meth:`skip_missing`); the enrollment is then saved
+marked incomplete, naming what is missing.
 
     flow = EnrollmentFlow(station_id="SIM-01", modules=modules, sink=store)
     flow.start("en")
@@ -26,12 +33,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 
 from kiosk.config import SessionConfig
-from kiosk.drivers.base import ModuleKind, Outcome, Point, Signal
-from kiosk.errors import DriverError, FlowError, StoreError
+from kiosk.drivers.base import FingerPhase, ModuleKind, Outcome, Point, Signal
+from kiosk.drivers.worker import Job
+from kiosk.errors import CaptureCancelled, FlowError, KioskError, StoreError
 from kiosk.flow.enrollment import (
     CONSENT_NOTICE,
     Consent,
@@ -55,8 +64,6 @@ from kiosk.store import EnrollmentSink
 
 log = logging.getLogger(__name__)
 
-CAMERA_TIMEOUT_S = 5.0
-FINGER_WAIT_S = 10.0  # one wait for a finger; the screen simply asks again
 SIGNATURE_TIMEOUT_S = 2.0
 RECEIPT_SECONDS = 45.0  # the receipt stays up this long, then the kiosk is ready again
 NOTICE_SECONDS = 30.0  # a word on the welcome screen about the last session, then it goes
@@ -95,6 +102,14 @@ class Notice(enum.StrEnum):
     TIMED_OUT = "welcome.notice.timed_out"
 
 
+# the module each capturing step needs
+STEP_MODULE = {
+    Step.FACE: ModuleKind.CAMERA,
+    Step.FINGERPRINTS: ModuleKind.FINGERPRINT,
+    Step.SIGNATURE: ModuleKind.SIGNATURE,
+}
+
+
 @dataclass(frozen=True)
 class CaptureResult:
     """What one capture try came to, for the screen to show."""
@@ -127,6 +142,7 @@ class EnrollmentFlow:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         operator_pin: OperatorPin | None = None,
+        report_fault: Callable[[ModuleKind, Exception], None] | None = None,
     ) -> None:
         self.station_id = station_id
         self.modules = modules
@@ -151,6 +167,10 @@ class EnrollmentFlow:
         self._after_operator: Step | None = None  # where an approval continues
         self.notice: Notice | None = None
         self.still_here_left: int | None = None  # seconds of "still there?" left, when asked
+        self.finger_phase: FingerPhase | None = None  # where the reader is, for the screen
+        self.down: set[ModuleKind] = set()  # modules supervision reports down
+        self._report_fault = report_fault  # tells supervision at once, not at its next poll
+        self._job: Job | None = None  # the device call in flight, cancelled when it goes stale
         self._paused = 0  # open dialogs: captures wait while any is open
         self._capture_epoch = 0  # bumped by pause(): a capture begun before is stale
         # ids come from a counter kept with the store: unique by construction; a
@@ -189,6 +209,8 @@ class EnrollmentFlow:
         self.step = step
         self._entered_at = now
         self.problem = None
+        self._cancel_job()
+        self.fault = STEP_MODULE.get(step) if STEP_MODULE.get(step) in self.down else None
 
     def touch(self) -> None:
         """Note that the person is still there (any touch on the screen); this
@@ -210,6 +232,7 @@ class EnrollmentFlow:
         with self._lock:
             self._paused += 1
             self._capture_epoch += 1
+            self._cancel_job()
 
     def resume(self) -> None:
         """A dialog closed: captures may go on from where they were."""
@@ -269,6 +292,7 @@ class EnrollmentFlow:
         self.notice = notice
         self._notice_at = self._clock()
         self._capture_epoch += 1
+        self._cancel_job()
         self.language = self.default_language
         self._entered_at = self._clock()
         self._signal(Signal.IDLE)
@@ -397,19 +421,12 @@ class EnrollmentFlow:
     # -- face -----------------------------------------------------------------
 
     def capture_face(self) -> CaptureResult:
-        """Take one photo and check it; blocks on the camera."""
-        with self._lock:
-            session = self._require(Step.FACE)
-            if self.paused:
-                return CaptureResult(False, stale=True)
-            epoch = self._capture_epoch
-            self._signal(Signal.WORKING)
-        try:
-            frame = self.modules.camera.capture(timeout=CAMERA_TIMEOUT_S)
-            quality = assess_face(frame.image)
-        # unplugged, timed out, never opened; or data no real image can be (ValueError)
-        except (DriverError, ValueError) as exc:
-            return self._device_fault(session, Step.FACE, ModuleKind.CAMERA, exc)
+        """Take one still and check it; blocks until the camera's job is done."""
+        taken = self._device_call(Step.FACE, lambda: self.modules.camera.still())
+        if isinstance(taken, CaptureResult):
+            return taken
+        frame, session, epoch = taken
+        quality = assess_face(frame.image)
         with self._lock:
             if self._stale(session, Step.FACE, epoch):
                 return CaptureResult(False, stale=True)
@@ -443,18 +460,18 @@ class EnrollmentFlow:
     # -- fingerprints ---------------------------------------------------------
 
     def capture_finger(self) -> CaptureResult:
-        """Wait for the current finger and check it; blocks on the reader."""
-        with self._lock:
-            session = self._require(Step.FINGERPRINTS)
-            if self.paused:
-                return CaptureResult(False, stale=True)
-            finger, epoch = self.current_finger, self._capture_epoch
-            self._signal(Signal.WORKING)
+        """Capture the current finger and check it; blocks until the reader's job is
+        done. The reader's phases (finger detected, lift) show in ``finger_phase``."""
+        finger = self.current_finger
+        taken = self._device_call(
+            Step.FINGERPRINTS, lambda: self.modules.fingerprint.capture(self._on_phase)
+        )
+        if isinstance(taken, CaptureResult):
+            return taken
+        capture, session, epoch = taken
         try:
-            capture = self.modules.fingerprint.capture(timeout=FINGER_WAIT_S)
             quality = assess_fingerprint(capture.image) if capture.image is not None else None
-        # unplugged, timed out, never opened; or data no real image can be (ValueError)
-        except (DriverError, ValueError) as exc:
+        except ValueError as exc:  # data no real print can be
             return self._device_fault(session, Step.FINGERPRINTS, ModuleKind.FINGERPRINT, exc)
         with self._lock:
             if self._stale(session, Step.FINGERPRINTS, epoch) or self.current_finger is not finger:
@@ -505,6 +522,7 @@ class EnrollmentFlow:
             if finger is not None and finger is not self.current_finger:
                 raise FlowError(f"{finger.name} is no longer the finger asked for")
             attempts = self.session.finger_tries - self.tries_left
+            self._cancel_job()  # the reader was waiting for the finger that is not there
             self._record_finger(FingerRecord(self.current_finger, attempts, exception=exception))
             self._signal(Signal.ATTENTION)
             self._last_activity = self._clock()
@@ -544,7 +562,7 @@ class EnrollmentFlow:
             self._last_activity = self._clock()
             try:
                 capture = self.modules.signature.collect(timeout=SIGNATURE_TIMEOUT_S)
-            except DriverError as exc:  # unplugged, timed out, never opened
+            except Exception as exc:  # unplugged, timed out, never opened, or a bug in it
                 self._device_fault(enrollment, Step.SIGNATURE, ModuleKind.SIGNATURE, exc)
                 return None
             quality = assess_signature(capture.strokes, aspect=capture.aspect)
@@ -613,7 +631,7 @@ class EnrollmentFlow:
     def _save(self, enrollment: Enrollment) -> str | None:
         started = time.perf_counter()
         self._go(Step.DONE)  # closes the review's timing before it is written
-        packet = build_packet(enrollment, self.modules.infos(), self._wall_clock())
+        packet = build_packet(enrollment, self._wall_clock())
         try:
             self.sink.save(packet)
         except StoreError as exc:
@@ -636,7 +654,7 @@ class EnrollmentFlow:
     # -- helpers --------------------------------------------------------------
 
     def _after_capture(self, next_step: Step) -> None:
-        if self.returning_to_review:
+        if self.returning_to_review or next_step is Step.REVIEW:
             self.returning_to_review = False
             self._go(Step.REVIEW)
         elif next_step is Step.FINGERPRINTS:
@@ -660,10 +678,67 @@ class EnrollmentFlow:
             or epoch != self._capture_epoch
         )
 
+    def _device_call(
+        self, step: Step, start: Callable[[], Job]
+    ) -> tuple[Any, Enrollment, int] | CaptureResult:
+        """Start the step's device job and wait for it: (value, session, epoch), or
+        the CaptureResult to return when it came to nothing (stale, or a fault)."""
+        kind = STEP_MODULE[step]
+        with self._lock:
+            session = self._require(step)
+            if self.paused:
+                return CaptureResult(False, stale=True)
+            if kind in self.down:  # supervision is bringing it back; wait, don't poke it
+                return CaptureResult(False, f"flow.fault.{kind}", self.tries_left, fault=kind)
+            epoch = self._capture_epoch
+            self.finger_phase = None
+            self._signal(Signal.WORKING)
+        try:
+            job = start()
+        except Exception as exc:  # closed by supervision, never opened
+            return self._device_fault(session, step, kind, exc)
+        with self._lock:
+            if self._stale(session, step, epoch):
+                job.cancel()
+                return CaptureResult(False, stale=True)
+            self._job = job
+        try:
+            value = job.result()
+        except CaptureCancelled:
+            return CaptureResult(False, stale=True)
+        except Exception as exc:  # our DriverError; anything else a backend let through
+            return self._device_fault(session, step, kind, exc)
+        finally:
+            with self._lock:
+                if self._job is job:
+                    self._job = None
+                self.finger_phase = None
+        return value, session, epoch
+
+    def _on_phase(self, phase: FingerPhase) -> None:
+        """The reader's progress (on its thread): shown, never decided on. Takes no
+        lock, so a reader calling back while holding its own can never deadlock."""
+        if self._job is not None:
+            self.finger_phase = phase
+            self._changed()
+
+    def _cancel_job(self) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            job.cancel()
+
     def _device_fault(
         self, session: Enrollment, step: Step, kind: ModuleKind, exc: Exception
     ) -> CaptureResult:
-        log.error("%s module fault: %s", kind, exc)
+        if isinstance(exc, KioskError):
+            log.error("%s module fault: %s", kind, exc)
+        else:  # a backend let a vendor error through its boundary: a bug to fix there
+            log.error("%s module fault (untranslated)", kind, exc_info=exc)
+        if self._report_fault is not None:
+            try:
+                self._report_fault(kind, exc)
+            except Exception:
+                log.exception("reporting the %s fault failed", kind)
         with self._lock:
             if self.enrollment is not session or self.step is not step:
                 return CaptureResult(False, stale=True)
@@ -672,6 +747,49 @@ class EnrollmentFlow:
             self._signal(Signal.FAULT)
         self._changed()
         return CaptureResult(False, self.problem, self.tries_left, fault=kind)
+
+    # -- module supervision ---------------------------------------------------
+
+    def module_down(self, kind: ModuleKind) -> None:
+        """Supervision found ``kind`` down: the step that needs it waits (its
+        device call is cancelled), and the citizen is told and the operator called."""
+        with self._lock:
+            self.down.add(kind)
+            if self.enrollment is None or STEP_MODULE.get(self.step) is not kind:
+                return
+            self._cancel_job()
+            self.fault = kind
+            self.problem = f"flow.fault.{kind}"
+            self._signal(Signal.FAULT)
+        self._changed()
+
+    def module_up(self, kind: ModuleKind) -> None:
+        """``kind`` works again (reconnected or replaced): its step goes on where it was."""
+        with self._lock:
+            self.down.discard(kind)
+            if self.fault is not kind:
+                return
+            self.fault = None
+            self.problem = None
+            self._signal(Signal.WORKING)
+        self._changed()
+
+    def skip_missing(self) -> None:
+        """The module of this step stays down: go on without it. What it would have
+        captured is recorded as missing, so the citizen returns only for that;
+        everything captured already is kept."""
+        with self._lock:
+            self._require(*STEP_MODULE)
+            kind = STEP_MODULE[self.step]
+            if self.fault is not kind:
+                raise FlowError(f"the {kind} works: nothing to skip")
+            enrollment = self.enrollment
+            enrollment.missing[str(kind)] = "module_down"
+            log.warning("enrollment %s goes on without the %s", enrollment.enrollment_id, kind)
+            self._last_activity = self._clock()
+            next_step = {Step.FACE: Step.FINGERPRINTS, Step.FINGERPRINTS: Step.SIGNATURE}
+            self._after_capture(next_step.get(self.step, Step.REVIEW))
+        self._changed()
 
     def _signal(self, signal: Signal) -> None:
         try:

@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 from kiosk import __version__
-from kiosk.drivers.base import ModuleInfo, ModuleKind
+from kiosk.drivers.base import ModuleInfo
 from kiosk.flow.enrollment import Enrollment
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: each capture names its unit; modules is a list; incomplete, missing
 FACE_JPEG_QUALITY = 95  # ICAO 9303 asks for little compression on the portrait
 
 
@@ -30,8 +30,9 @@ class Packet:
 
     @property
     def simulated(self) -> bool:
-        """True when every module that captured was a fake or an emulator."""
-        modules = self.manifest["modules"].values()
+        """True when every capture was made by a fake or an emulator: judged per
+        capture, so a real unit swapped for a fake before saving still counts."""
+        modules = self.manifest["modules"]
         # no module identity at all is not proof of a simulation: treat it as real
         return bool(modules) and all(module["simulated"] for module in modules)
 
@@ -46,28 +47,47 @@ def _encode(extension: str, image: np.ndarray, *params: int) -> bytes:
     return data.tobytes()
 
 
-def build_packet(
-    enrollment: Enrollment, modules: dict[ModuleKind, ModuleInfo], finished_at: datetime
-) -> Packet:
-    """The packet for a complete enrollment (see Enrollment.complete)."""
+class _Units:
+    """The units that made the captures, each listed once; captures refer to them by index."""
+
+    def __init__(self) -> None:
+        self.listed: list[dict] = []
+
+    def index(self, module: ModuleInfo) -> int:
+        entry = module.as_dict()
+        if entry not in self.listed:
+            self.listed.append(entry)
+        return self.listed.index(entry)
+
+
+def build_packet(enrollment: Enrollment, finished_at: datetime) -> Packet:
+    """The packet for a complete enrollment (see Enrollment.complete).
+
+    Each capture names the unit that made it (an index into ``modules``), so
+    fingers taken before and after a reader was swapped name their own reader.
+    """
     face, signature, nik, consent = (
         enrollment.face,
         enrollment.signature,
         enrollment.nik,
         enrollment.consent,
     )
-    files = {
-        "face.jpg": _encode(
+    units = _Units()
+    files: dict[str, bytes] = {}
+    face_entry = None
+    if face is not None:
+        files["face.jpg"] = _encode(
             ".jpg",
             cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR),
             cv2.IMWRITE_JPEG_QUALITY,
             FACE_JPEG_QUALITY,
-        ),
-        "signature.png": _encode(".png", signature.image),
-        "signature-strokes.json": json.dumps(
-            {"aspect": signature.capture.aspect, "strokes": signature.capture.strokes}
-        ).encode(),
-    }
+        )
+        face_entry = {
+            "image": "face.jpg",
+            "attempts": face.attempts,
+            "quality": round(face.quality.score, 3),
+            "module": units.index(face.module),
+        }
     fingers = []
     for finger, record in sorted(enrollment.fingers.items()):
         entry = {
@@ -83,9 +103,23 @@ def build_packet(
             files[name] = _encode(".png", record.capture.image)
             entry["image"] = name
             entry["dpi"] = record.capture.dpi
+            entry["module"] = units.index(record.capture.module)
             if record.capture.template:
                 files[f"finger-{int(finger):02d}.template"] = record.capture.template
         fingers.append(entry)
+
+    signature_entry = None
+    if signature is not None:
+        files["signature.png"] = _encode(".png", signature.image)
+        files["signature-strokes.json"] = json.dumps(
+            {"aspect": signature.capture.aspect, "strokes": signature.capture.strokes}
+        ).encode()
+        signature_entry = {
+            "image": "signature.png",
+            "strokes": "signature-strokes.json",
+            "stroke_count": signature.quality.stroke_count,
+            "module": units.index(signature.capture.module),
+        }
 
     manifest = {
         "schema": SCHEMA_VERSION,
@@ -104,18 +138,11 @@ def build_packet(
         "started_at": enrollment.started_at.isoformat(),
         "finished_at": finished_at.isoformat(),
         "step_seconds": {step: round(s, 3) for step, s in enrollment.step_seconds.items()},
-        "face": {
-            "image": "face.jpg",
-            "attempts": face.attempts,
-            "quality": round(face.quality.score, 3),
-            "module": str(ModuleKind.CAMERA),
-        },
+        "face": face_entry,
         "fingers": fingers,
-        "signature": {
-            "image": "signature.png",
-            "strokes": "signature-strokes.json",
-            "stroke_count": signature.quality.stroke_count,
-        },
+        "signature": signature_entry,
+        "incomplete": bool(enrollment.missing),
+        "missing": dict(sorted(enrollment.missing.items())),
         "exceptions": [
             {"finger": int(r.finger), "reason": str(r.exception)}
             for r in enrollment.flagged_fingers
@@ -124,6 +151,6 @@ def build_packet(
             {"reason": a.reason, "approved_at": a.approved_at.isoformat()}
             for a in enrollment.operator_approvals
         ],
-        "modules": {str(kind): info.as_dict() for kind, info in modules.items()},
+        "modules": units.listed,
     }
     return Packet(enrollment.enrollment_id, manifest, files)
