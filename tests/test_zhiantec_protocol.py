@@ -138,6 +138,7 @@ def test_bad_checksum_is_an_error_and_the_next_frame_still_decodes():
     good = ack(Confirmation.NO_FINGER).encode()
     out = decoder.feed(bytes(broken) + good)
     assert isinstance(out[0], FrameError) and "checksum" in str(out[0])
+    assert (out[0].reason, out[0].address) == ("checksum", DEFAULT_ADDRESS)
     assert out[1:] == [ack(Confirmation.NO_FINGER)]
 
 
@@ -146,13 +147,14 @@ def test_impossible_length_is_an_error_at_once(length):
     decoder = FrameDecoder()
     head = b"\xef\x01\xff\xff\xff\xff\x07" + length.to_bytes(2, "big")
     out = decoder.feed(head)
-    assert len(out) == 1 and "length" in str(out[0])
+    assert len(out) == 1 and "length" in str(out[0]) and out[0].reason == "length"
     assert decoder.buffered == 0
 
 
 def test_unknown_identifier_is_an_error():
     out = FrameDecoder().feed(b"\xef\x01\xff\xff\xff\xff\x05\x00\x03\x00\x00\x08")
     assert isinstance(out[0], FrameError) and "identifier" in str(out[0])
+    assert out[0].reason == "identifier"
 
 
 def test_real_frame_hidden_inside_a_frame_that_claims_to_be_long():

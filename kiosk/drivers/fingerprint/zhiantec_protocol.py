@@ -175,7 +175,16 @@ def describe(code: int) -> str:
 
 
 class FrameError(ValueError):
-    """A broken frame on the wire: bad checksum, length out of range or unknown identifier."""
+    """A broken frame on the wire: bad checksum, length out of range or unknown identifier.
+
+    ``reason`` is ``"checksum"``, ``"length"`` or ``"identifier"``; ``address`` is the
+    frame's address field (the module it was meant for).
+    """
+
+    def __init__(self, message: str, *, reason: str = "", address: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.address = address
 
 
 def checksum(kind: int, payload: bytes) -> int:
@@ -280,9 +289,11 @@ class FrameDecoder:
             pos = start
             if end - pos < 7:
                 break
+            address = int.from_bytes(buf[pos + 2 : pos + 6], "big")
             kind = buf[pos + 6]
             if kind not in _KINDS:
-                out.append(FrameError(f"unknown packet identifier 0x{kind:02x}"))
+                message = f"unknown packet identifier 0x{kind:02x}"
+                out.append(FrameError(message, reason="identifier", address=address))
                 self.skipped_bytes += 1
                 pos += 1
                 continue
@@ -290,7 +301,8 @@ class FrameDecoder:
                 break
             length = int.from_bytes(buf[pos + 7 : pos + 9], "big")
             if not 2 <= length <= MAX_LENGTH:
-                out.append(FrameError(f"length {length} out of range 2..{MAX_LENGTH}"))
+                message = f"length {length} out of range 2..{MAX_LENGTH}"
+                out.append(FrameError(message, reason="length", address=address))
                 self.skipped_bytes += 1
                 pos += 1
                 continue
@@ -301,11 +313,11 @@ class FrameDecoder:
             received = int.from_bytes(buf[pos + total - 2 : pos + total], "big")
             expected = checksum(kind, payload)
             if received != expected:
-                out.append(FrameError(f"bad checksum 0x{received:04x}, expected 0x{expected:04x}"))
+                message = f"bad checksum 0x{received:04x}, expected 0x{expected:04x}"
+                out.append(FrameError(message, reason="checksum", address=address))
                 self.skipped_bytes += 1
                 pos += 1
                 continue
-            address = int.from_bytes(buf[pos + 2 : pos + 6], "big")
             out.append(Packet(PacketKind(kind), payload, address))
             pos += total
         del buf[:pos]
