@@ -305,6 +305,17 @@ def test_notepad_write_read_and_bad_page(raw):
         assert client.ask(Instruction.WRITE_NOTEPAD, 16, data).payload == bad
 
 
+def test_down_image_then_up_image_returns_it(sensor, raw):
+    client = raw(sensor.port)
+    image = pack_image(load_finger("good_4"))
+    assert client.ask(Instruction.DOWN_IMAGE).payload == b"\x00"
+    chunks = [image[i : i + 128] for i in range(0, len(image), 128)]
+    for chunk in chunks + [bytes(128)] * 50:  # too much: the image buffer keeps its size
+        client.send(Packet(PacketKind.DATA, chunk))
+    client.send(Packet(PacketKind.END_DATA, bytes(128)))
+    assert client.upload_image() == image
+
+
 def test_truncated_command_is_dropped_after_the_receive_timeout(sensor, raw):
     client = raw(sensor.port)
     client.send(command(Instruction.READ_SYS_PARA).encode()[:7])

@@ -574,7 +574,10 @@ class SensorEmulator:
             self._receiving = None
             self._command(item.payload)
         elif self._receiving is not None:
-            self._receiving[1].extend(item.payload)
+            target, data = self._receiving
+            limit = IMAGE_BYTES if target == 0 else TEMPLATE_BYTES
+            if len(data) < limit:  # the buffer is this big; an endless sender cannot grow it
+                data.extend(item.payload[: limit - len(data)])
             if item.kind == PacketKind.END_DATA:
                 self._finish_download()
         else:
@@ -845,12 +848,11 @@ class SensorEmulator:
         target, data = self._receiving
         self._receiving = None
         if target == 0:
-            image = bytes(data[:IMAGE_BYTES]).ljust(IMAGE_BYTES, b"\x00")
-            self.image_buffer = image
+            self.image_buffer = bytes(data).ljust(IMAGE_BYTES, b"\x00")
             with self._lock:
                 self._captured_of = 0
         else:
-            self.char_buffers[target] = bytes(data[:TEMPLATE_BYTES]).ljust(TEMPLATE_BYTES, b"\0")
+            self.char_buffers[target] = bytes(data).ljust(TEMPLATE_BYTES, b"\x00")
 
     def _delete(self, params: bytes) -> None:
         page, count = struct.unpack(">HH", params[:4])
