@@ -8,12 +8,15 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
 from kiosk import __version__
-from kiosk.config import DEFAULT_PATH, SIMULATION_PATH, load_config
-from kiosk.errors import KioskError
+from kiosk.config import DEFAULT_PATH, SIMULATION_PATH, StationConfig, load_config
+from kiosk.errors import DriverError, KioskError
+from kiosk.health.doctor import check_station, doctor, kiosk_is_running, station_factories
+from kiosk.health.inventory import INVENTORY_NAME, read_inventory
 from kiosk.health.station import StationModules
 from kiosk.operator_pin import hash_pin, valid_pin
 from kiosk.store.export import export_store
@@ -68,6 +71,69 @@ def _simulate(args: argparse.Namespace) -> int:
             print(f"median per citizen:  {summary['citizen_median_seconds'] * 1000:8.1f} ms")
             print(f"slowest citizen:     {summary['citizen_max_seconds'] * 1000:8.1f} ms")
     return 0 if report.completed == args.citizens else 1
+
+
+def _station_config(args: argparse.Namespace) -> StationConfig:
+    return load_config(SIMULATION_PATH if args.simulate else args.config)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    report = doctor(_station_config(args), simulate=args.simulate)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    config = _station_config(args)
+    try:
+        running = kiosk_is_running(read_inventory(config.data_dir / INVENTORY_NAME), time.time())
+    except (OSError, ValueError):
+        running = False
+    if running:
+        print(
+            "kiosk: warning: the kiosk is running on this station; testing the modules it "
+            "holds may disturb it (stop it first for a clean test)",
+            file=sys.stderr,
+        )
+    checks = check_station(station_factories(config, args.simulate))
+    ok = all(check.passed for check in checks if check.required)
+    if args.json:
+        modules = []
+        for check in checks:
+            identity = check.info.as_dict() if check.info else {"kind": str(check.kind)}
+            modules.append(
+                {
+                    **identity,
+                    "passed": check.passed,
+                    "required": check.required,
+                    "duration_s": round(check.duration_s, 3),
+                    "detail": check.detail,
+                }
+            )
+        print(json.dumps({"ok": ok, "modules": modules}, indent=2))
+        return 0 if ok else 1
+    for check in checks:
+        verdict = "PASS" if check.passed else "FAIL" if check.required else "WARN"
+        info = check.info
+        unit = f"{info.driver} {info.model} {info.serial}" if info else "(not identified)"
+        print(f"{verdict}  {check.kind:<12} {unit:<40} {check.duration_s:6.2f} s  {check.detail}")
+    optional = [check.kind for check in checks if not check.required and not check.passed]
+    if optional:
+        names = ", ".join(str(kind) for kind in optional)
+        print(f"kiosk: warning: {names} failed; the station can enroll without", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    try:  # written separately; imported only when asked for
+        from kiosk.drivers.fingerprint import emulator
+    except ImportError as exc:
+        raise DriverError(f"emulate {args.device}: the emulator cannot be loaded ({exc})") from None
+    code = emulator.main(list(args.args))
+    return 0 if code is None else int(code)
 
 
 class _PinRefused(KioskError):
@@ -179,6 +245,33 @@ def parser() -> argparse.ArgumentParser:
         "The PIN itself is never printed or stored.",
     )
     pin.set_defaults(handler=_hash_pin)
+
+    for name, handler, summary in (
+        ("doctor", _doctor, "show each module's status and the station's module inventory"),
+        ("selftest", _selftest, "open every module and run its self-test"),
+    ):
+        command = commands.add_parser(name, help=summary)
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
+            help=f"station file (default: $KIOSK_CONFIG or {DEFAULT_PATH})",
+        )
+        command.add_argument(
+            "--simulate", action="store_true", help="the simulation station and its fakes"
+        )
+        command.add_argument("--json", action="store_true", help="print one JSON object")
+        command.set_defaults(handler=handler)
+
+    emulate = commands.add_parser(
+        "emulate",
+        help="run a module emulator (for tests and training)",
+        description="Runs a module emulator; everything after the module's name is its own "
+        "arguments (kiosk emulate fingerprint --help).",
+    )
+    emulate.add_argument("device", choices=["fingerprint"], help="the module to emulate")
+    emulate.add_argument("args", nargs=argparse.REMAINDER, help="the emulator's arguments")
+    emulate.set_defaults(handler=_emulate)
     return top
 
 

@@ -151,6 +151,7 @@ class ModuleSupervisor:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._closer: threading.Thread | None = None  # unblocks the thread at stop
         self._status = ModuleStatus.STARTING
         self._detail = ""
         self._module: Module | None = None  # the module while UP
@@ -181,18 +182,27 @@ class ModuleSupervisor:
         self._wake.set()
         with self._lock:
             live = self._live
-        if live is not None:
-            self._close(live)
+        if live is not None:  # on a thread of its own: close() waits for an open() that hangs
+            closer = threading.Thread(
+                target=self._close, args=(live,), name=f"{self.name}-close", daemon=True
+            )
+            with self._lock:
+                self._closer = closer
+            closer.start()
 
     def join(self, timeout: float = JOIN_TIMEOUT_S) -> bool:
-        """Wait for the thread to end; False (and logged) if it did not within ``timeout``."""
-        thread = self._thread
-        if thread is None or thread is threading.current_thread():
-            return True
-        thread.join(timeout)
-        if thread.is_alive():
-            log.error("%s: did not stop within %.1f s", self.name, timeout)
-            return False
+        """Wait for the thread (and the closer request_stop started) to end; False (and
+        logged) if they did not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = [t for t in (self._thread, self._closer) if t is not None]
+        for thread in threads:
+            if thread is threading.current_thread():
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.error("%s: did not stop within %.1f s", thread.name, timeout)
+                return False
         return True
 
     def stop(self, timeout: float = JOIN_TIMEOUT_S) -> bool:

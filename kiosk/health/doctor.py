@@ -1,0 +1,385 @@
+"""What ``kiosk doctor`` and ``kiosk selftest`` find out about a station's modules.
+
+Both only read: neither writes the inventory nor the audit log (those belong
+to the running kiosk). ``doctor`` shows the running kiosk's view when its
+inventory was updated in the last :data:`FRESH_S` seconds; otherwise it checks
+each module itself. A check (:func:`check_module`) makes a fresh module, opens
+it, reads its identity from the unit, runs its self-test, reads its health and
+closes it, all on a thread of its own and bounded by a timeout, so a module
+that hangs cannot hang the command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiosk.config import StationConfig
+from kiosk.drivers.base import HealthStatus, Module, ModuleInfo, ModuleKind
+from kiosk.health.inventory import (
+    INVENTORY_NAME,
+    InventorySnapshot,
+    UnitRecord,
+    iso_time,
+    read_inventory,
+)
+from kiosk.health.station import ModuleFactory, module_factory
+
+FRESH_S = 15.0  # an inventory updated this recently belongs to a running kiosk
+CHECK_TIMEOUT_S = 20.0  # per module: open, identify (5 s), self-test (10 s), close
+# Without these the station cannot enroll; the lights and buzzer only help.
+REQUIRED = (ModuleKind.CAMERA, ModuleKind.FINGERPRINT, ModuleKind.SIGNATURE)
+
+
+@dataclass(frozen=True)
+class ModuleCheck:
+    """One module checked: made, opened, identified, self-tested, health read, closed."""
+
+    kind: ModuleKind
+    info: ModuleInfo | None  # None if it never got as far as identifying itself
+    passed: bool  # every step succeeded and the self-test passed
+    status: str  # the health after the self-test: "ok", "degraded", "failed"
+    detail: str
+    duration_s: float  # of the self-test if it ran, else of the whole check
+
+    @property
+    def required(self) -> bool:
+        return self.kind in REQUIRED
+
+
+def check_module(
+    kind: ModuleKind, factory: ModuleFactory, timeout: float = CHECK_TIMEOUT_S
+) -> ModuleCheck:
+    """Check one module on a thread of its own, giving up after ``timeout`` seconds
+    (the module is then closed from here, which unblocks a pending call)."""
+    kind = ModuleKind(kind)
+    held: list[Module] = []
+    outcome: list[ModuleCheck] = []
+    start = time.monotonic()
+
+    def run() -> None:
+        outcome.append(_check(kind, factory, held, start))
+
+    thread = threading.Thread(target=run, name=f"check-{kind}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if outcome:
+        return outcome[0]
+    for module in held:  # closed on a thread of its own: close() waits for a hung open()
+        threading.Thread(
+            target=_close_quietly, args=(module,), name=f"check-{kind}-close", daemon=True
+        ).start()
+    info = _info_or_none(held[0]) if held else None
+    return ModuleCheck(
+        kind, info, False, "failed", f"no answer within {timeout:g} s", time.monotonic() - start
+    )
+
+
+def _check(
+    kind: ModuleKind, factory: ModuleFactory, held: list[Module], start: float
+) -> ModuleCheck:
+    def failed(step: str, exc: BaseException, info: ModuleInfo | None = None) -> ModuleCheck:
+        text = " ".join(str(exc).split())
+        detail = f"did not {step}: {text or type(exc).__name__}"
+        return ModuleCheck(kind, info, False, "failed", detail, time.monotonic() - start)
+
+    try:
+        module = factory()
+    except Exception as exc:
+        return failed("load", exc)
+    held.append(module)
+    try:
+        try:
+            module.open()
+        except Exception as exc:
+            return failed("open", exc, _info_or_none(module))
+        try:
+            info = module.identify()
+        except Exception as exc:
+            return failed("identify itself", exc, _info_or_none(module))
+        result = module.self_test()
+        health = module.health()
+        if not result.passed:
+            detail = f"self-test failed: {result.detail}"
+            return ModuleCheck(kind, info, False, "failed", detail, result.duration_s)
+        detail = result.detail if health.ok else f"{result.detail}; health: {health.detail}"
+        passed = health.status is not HealthStatus.FAILED
+        return ModuleCheck(kind, info, passed, str(health.status), detail, result.duration_s)
+    finally:
+        _close_quietly(module)
+
+
+def _close_quietly(module: Module) -> None:
+    with contextlib.suppress(
+        Exception
+    ):  # the check's answer stands; a failed close is the driver's
+        module.close()
+
+
+def _info_or_none(module: Module) -> ModuleInfo | None:
+    try:
+        return module.info()
+    except Exception:
+        return None
+
+
+def check_station(
+    factories: Mapping[ModuleKind, ModuleFactory], timeout: float = CHECK_TIMEOUT_S
+) -> list[ModuleCheck]:
+    """Check every module at once (each on its own thread), in the factories' order."""
+    results: dict[ModuleKind, ModuleCheck] = {}
+
+    def one(kind: ModuleKind, factory: ModuleFactory) -> None:
+        results[kind] = check_module(kind, factory, timeout)
+
+    threads = [
+        threading.Thread(target=one, args=(kind, factory), name=f"doctor-{kind}", daemon=True)
+        for kind, factory in factories.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 1.0)
+    return [
+        results.get(kind)
+        or ModuleCheck(kind, None, False, "failed", f"no answer within {timeout:g} s", timeout)
+        for kind in factories
+    ]
+
+
+def station_factories(config: StationConfig, simulate: bool) -> dict[ModuleKind, ModuleFactory]:
+    return {kind: module_factory(config, kind, simulate) for kind in config.modules}
+
+
+# -- kiosk doctor ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModuleReport:
+    """One configured module as ``kiosk doctor`` reports it."""
+
+    kind: str
+    driver: str
+    status: str  # the kiosk's "up", "down", "starting"; or a check's "ok", "degraded", "failed"
+    ok: bool
+    required: bool
+    detail: str = ""
+    model: str = ""
+    serial: str = ""
+    serial_source: str = ""
+    firmware: str = ""
+    simulated: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "driver": self.driver,
+            "model": self.model,
+            "serial": self.serial,
+            "serial_source": self.serial_source,
+            "firmware": self.firmware,
+            "simulated": self.simulated,
+            "status": self.status,
+            "ok": self.ok,
+            "required": self.required,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    station_id: str
+    config_path: str
+    source: str  # "kiosk": the running kiosk's view; "check": checked by doctor now
+    source_detail: str
+    inventory_path: str
+    inventory_updated_at: float | None
+    inventory_problem: str
+    modules: list[ModuleReport]
+    units: list[UnitRecord] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every required module is up (or passed its check)."""
+        return all(module.ok for module in self.modules if module.required)
+
+    def as_dict(self) -> dict[str, Any]:
+        updated = self.inventory_updated_at
+        return {
+            "station_id": self.station_id,
+            "config": self.config_path,
+            "ok": self.ok,
+            "source": self.source,
+            "source_detail": self.source_detail,
+            "modules": [module.as_dict() for module in self.modules],
+            "inventory": [unit.as_dict() for unit in self.units],
+            "inventory_path": self.inventory_path,
+            "inventory_updated_at": iso_time(updated) if updated is not None else None,
+            "inventory_problem": self.inventory_problem,
+        }
+
+    def lines(self) -> list[str]:
+        """The report as text for a terminal."""
+        out = [f"station {self.station_id} ({self.config_path})", f"modules {self.source_detail}:"]
+        for module in self.modules:
+            unit = f"{module.model} {module.serial}".strip() or "(not identified)"
+            source = f" [serial from {module.serial_source}]" if module.serial_source else ""
+            firmware = f" firmware {module.firmware}" if module.firmware else ""
+            role = "" if module.required else " (optional)"
+            out.append(
+                f"  {module.kind:<12} {module.status.upper():<9} {module.driver:<10} "
+                f"{unit}{source}{firmware}{role}"
+            )
+            if module.detail:
+                out.append(f"  {'':<12} {module.detail}")
+        if self.inventory_problem:
+            out.append(f"inventory {self.inventory_path}: {self.inventory_problem}")
+        else:
+            count = len(self.units)
+            out.append(
+                f"inventory {self.inventory_path}: {count} unit{'' if count == 1 else 's'} seen"
+            )
+        for unit in self.units:
+            where = "installed" if unit.installed else unit.status or "not installed"
+            error = f", last error: {unit.last_error}" if unit.last_error else ""
+            out.append(
+                f"  {unit.kind:<12} {unit.driver} {unit.model} {unit.serial} "
+                f"[{unit.serial_source or '?'}] {where}; first seen {unit.first_seen}, "
+                f"last seen {unit.last_seen}, {unit.captures} captures, "
+                f"{unit.failures} failures{error}"
+            )
+        failing = [m for m in self.modules if not m.ok]
+        if not failing:
+            out.append("result: OK")
+        else:
+            names = ", ".join(
+                f"{m.kind} {m.status}{'' if m.required else ' (optional: a warning)'}"
+                for m in failing
+            )
+            out.append(f"result: {'NOT OK' if not self.ok else 'OK with warnings'}: {names}")
+        return out
+
+
+def kiosk_is_running(
+    snapshot: InventorySnapshot | None, now: float, fresh_s: float = FRESH_S
+) -> bool:
+    """Whether the inventory was written by a kiosk running now."""
+    if snapshot is None or not snapshot.running or snapshot.updated_at is None:
+        return False
+    return abs(now - snapshot.updated_at) <= fresh_s
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def doctor(
+    config: StationConfig,
+    *,
+    simulate: bool = False,
+    fresh_s: float = FRESH_S,
+    timeout: float = CHECK_TIMEOUT_S,
+    clock: Callable[[], float] = time.time,
+) -> DoctorReport:
+    """The report ``kiosk doctor`` prints: the running kiosk's view, or checks made now."""
+    path = Path(config.data_dir) / INVENTORY_NAME
+    problem = ""
+    try:
+        snapshot = read_inventory(path)
+    except (OSError, ValueError) as exc:
+        snapshot, problem = None, f"unreadable ({exc}); the kiosk sets it aside at its next start"
+    now = clock()
+    units = snapshot.units if snapshot else []
+    updated = snapshot.updated_at if snapshot else None
+    common = {
+        "station_id": config.station_id,
+        "config_path": str(config.path),
+        "inventory_path": str(path),
+        "inventory_updated_at": updated,
+        "inventory_problem": problem,
+        "units": units,
+    }
+    if snapshot is not None and kiosk_is_running(snapshot, now, fresh_s):
+        assert updated is not None
+        pid = f"pid {snapshot.pid}; " if snapshot.pid else ""
+        modules = [_kiosk_view(kind, config, snapshot, simulate) for kind in config.modules]
+        detail = f"as seen by the running kiosk ({pid}inventory updated {_ago(now - updated)})"
+        return DoctorReport(source="kiosk", source_detail=detail, modules=modules, **common)
+    if problem:
+        why = "the inventory is unreadable"
+    elif snapshot is None:
+        why = "no inventory yet"
+    elif updated is None:
+        why = "the inventory was never written by a running kiosk"
+    elif not snapshot.running:
+        why = f"the kiosk stopped {_ago(now - updated)}"
+    else:
+        why = f"no running kiosk: the inventory was last updated {_ago(now - updated)}"
+    checks = check_station(station_factories(config, simulate), timeout)
+    modules = [_checked_view(check, config, simulate) for check in checks]
+    detail = f"checked by kiosk doctor now ({why})"
+    return DoctorReport(source="check", source_detail=detail, modules=modules, **common)
+
+
+def _configured_driver(config: StationConfig, kind: ModuleKind, simulate: bool) -> str:
+    return "fake" if simulate else config.modules[kind].driver
+
+
+def _kiosk_view(
+    kind: ModuleKind, config: StationConfig, snapshot: InventorySnapshot, simulate: bool
+) -> ModuleReport:
+    entry = snapshot.status.get(str(kind), {})
+    status = entry.get("status", "unknown")
+    unit = next((u for u in snapshot.units if u.kind == str(kind) and u.installed), None)
+    identity: dict[str, Any] = {}
+    if unit is not None:
+        identity = {
+            "driver": unit.driver,
+            "model": unit.model,
+            "serial": unit.serial,
+            "serial_source": unit.serial_source,
+            "firmware": unit.firmware,
+            "simulated": unit.simulated,
+        }
+    return ModuleReport(
+        kind=str(kind),
+        **{"driver": _configured_driver(config, kind, simulate), **identity},
+        status=status,
+        ok=status == "up",
+        required=kind in REQUIRED,
+        detail=entry.get("detail", "" if entry else "not reported by the kiosk"),
+    )
+
+
+def _checked_view(check: ModuleCheck, config: StationConfig, simulate: bool) -> ModuleReport:
+    info = check.info
+    identity: dict[str, Any] = {}
+    if info is not None:
+        identity = {
+            "driver": info.driver,
+            "model": info.model,
+            "serial": info.serial,
+            "serial_source": info.serial_source,
+            "firmware": info.firmware,
+            "simulated": info.simulated,
+        }
+    return ModuleReport(
+        kind=str(check.kind),
+        **{"driver": _configured_driver(config, check.kind, simulate), **identity},
+        status=check.status,
+        ok=check.passed,
+        required=check.required,
+        detail=check.detail,
+    )
