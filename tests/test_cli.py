@@ -541,3 +541,84 @@ def test_hash_pin_on_a_real_terminal_does_not_echo_the_pin(tmp_path):
     assert PIN not in text  # never echoed as typed, never printed
     [line] = [line for line in text.splitlines() if line.startswith("pin_hash = ")]
     assert OperatorPin(printed_hash(line + "\n")).verify(PIN)
+
+
+# -- kiosk doctor, selftest, emulate; backends that cannot be imported ----------------
+
+
+def test_help_lists_the_module_commands(tmp_path):
+    result = kiosk("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("doctor", "selftest", "emulate"):
+        assert command in result.stdout
+    for command in ("doctor", "selftest"):
+        usage = kiosk(command, "--help", cwd=tmp_path).stdout
+        assert "--config" in usage and "--json" in usage and "--simulate" in usage
+
+
+def test_emulate_passes_the_rest_of_the_command_line_to_the_emulator(monkeypatch):
+    import types
+
+    import kiosk.drivers.fingerprint as package
+
+    seen: list[list[str]] = []
+    emulator = types.ModuleType("kiosk.drivers.fingerprint.emulator")
+    emulator.main = lambda argv: seen.append(argv) or 3
+    monkeypatch.setitem(sys.modules, "kiosk.drivers.fingerprint.emulator", emulator)
+    monkeypatch.setattr(package, "emulator", emulator, raising=False)
+    assert main(["emulate", "fingerprint", "--model", "R503", "--fault", "garble"]) == 3
+    assert main(["emulate", "fingerprint", "--help"]) == 3  # its help, not ours
+    assert seen == [["--model", "R503", "--fault", "garble"], ["--help"]]
+
+
+def test_emulate_without_the_emulator_is_one_line(monkeypatch, capsys):
+    import kiosk.drivers.fingerprint as package
+
+    monkeypatch.setitem(sys.modules, "kiosk.drivers.fingerprint.emulator", None)
+    monkeypatch.delattr(package, "emulator", raising=False)
+    assert main(["emulate", "fingerprint"]) == 2
+    out, err = capsys.readouterr()
+    [line] = err.splitlines()
+    assert line.startswith("kiosk: emulate fingerprint: the emulator cannot be loaded")
+    assert out == ""
+
+
+def library_missing(monkeypatch, kind: str, library: str) -> None:
+    """The ``kind`` backend's module raises ImportError when loaded, as without its library."""
+    from kiosk.drivers import registry
+
+    real = registry.backend_class
+
+    def backend_class(for_kind, name):
+        if str(for_kind) == kind:
+            raise ModuleNotFoundError(f"No module named {library!r}", name=library)
+        return real(for_kind, name)
+
+    monkeypatch.setattr(registry, "backend_class", backend_class)
+
+
+def test_create_turns_a_backends_import_error_into_one_clear_line(monkeypatch):
+    from kiosk.drivers import registry
+    from kiosk.drivers.base import ModuleKind
+    from kiosk.errors import DriverError
+
+    library_missing(monkeypatch, "camera", "picamera2")
+    with pytest.raises(DriverError) as caught:
+        registry.create(ModuleKind.CAMERA, "picamera2", where="/etc/station.toml: modules.camera")
+    assert str(caught.value) == (
+        "/etc/station.toml: modules.camera.driver: the camera driver 'picamera2' cannot be "
+        "loaded (No module named 'picamera2'); install the library it needs, or choose another "
+        "driver"
+    )
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_run_with_a_backend_that_cannot_be_imported_is_one_line(tmp_path, monkeypatch, capsys):
+    library_missing(monkeypatch, "camera", "picamera2")
+    path = station_file(tmp_path, str(tmp_path / "data"))
+    assert main(["run", "--config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    [line] = err.splitlines()
+    assert line.startswith(f"kiosk: {path}: modules.camera.driver: the camera driver 'fake' ")
+    assert "No module named 'picamera2'" in line and "Traceback" not in err
+    assert out == ""
