@@ -31,10 +31,11 @@ Config.set("input", "mouse", "mouse,disable_multitouch")  # no red dots on right
 from kivy.app import App  # noqa: E402
 from kivy.clock import Clock  # noqa: E402
 from kivy.core.window import Window  # noqa: E402
-from kivy.properties import ListProperty, ObjectProperty, StringProperty  # noqa: E402
+from kivy.properties import BooleanProperty, ListProperty, ObjectProperty, StringProperty  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from kiosk.config import StationConfig  # noqa: E402
+from kiosk.drivers.worker import DeviceWorker  # noqa: E402
 from kiosk.flow.machine import EnrollmentFlow, Step  # noqa: E402
 from kiosk.health.station import StationModules  # noqa: E402
 from kiosk.i18n import LANGUAGES, Translator  # noqa: E402
@@ -51,6 +52,7 @@ class KioskApp(App):
 
     language = StringProperty("id")
     simulated = ListProperty()  # kinds of module that are fakes: shown on every screen
+    operator_called = BooleanProperty(False)  # shown in the top bar while it holds
     flow = ObjectProperty(None, allownone=True)
 
     def __init__(self, flow: EnrollmentFlow, **kwargs) -> None:
@@ -60,6 +62,8 @@ class KioskApp(App):
         self._pending = None
         self._dialog = None  # "stop this recording?", when open
         self._still_here = None  # "still there?", when open
+        # the one thread that runs the flow's blocking captures (never one per call)
+        self.captures = DeviceWorker("ui-captures")
         self.attach(flow)
 
     def t(self, key: str, language: str | None = None, **values: object) -> str:
@@ -103,6 +107,7 @@ class KioskApp(App):
             self._dialog = None
         self._ask_still_here(flow.still_here_left)
         self.language = flow.language
+        self.operator_called = flow.operator_called
         screen = manager.get_screen(str(flow.step))
         if manager.current != screen.name:
             manager.current = screen.name
@@ -144,6 +149,9 @@ class KioskApp(App):
 
     def open_settings(self, *_args) -> bool:
         return False
+
+    def on_stop(self) -> None:
+        self.captures.close()
 
 
 def run_kiosk(

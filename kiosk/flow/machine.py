@@ -169,6 +169,7 @@ class EnrollmentFlow:
         self.still_here_left: int | None = None  # seconds of "still there?" left, when asked
         self.finger_phase: FingerPhase | None = None  # where the reader is, for the screen
         self.down: set[ModuleKind] = set()  # modules supervision reports down
+        self.operator_called = False  # the call button was pressed, or a module failed
         self._report_fault = report_fault  # tells supervision at once, not at its next poll
         self._job: Job | None = None  # the device call in flight, cancelled when it goes stale
         self._paused = 0  # open dialogs: captures wait while any is open
@@ -289,6 +290,7 @@ class EnrollmentFlow:
         self.operator_reason = None
         self._after_operator = None
         self.still_here_left = None
+        self.operator_called = False
         self.notice = notice
         self._notice_at = self._clock()
         self._capture_epoch += 1
@@ -383,6 +385,14 @@ class EnrollmentFlow:
         self.operator_reason = reason
         self._after_operator = then
         self._signal(Signal.ATTENTION)
+
+    def call_operator(self) -> None:
+        """The citizen pressed the call button: the light and the screen say so."""
+        with self._lock:
+            self.operator_called = True
+            self._last_activity = self._clock()
+            self._signal(Signal.ATTENTION)
+        self._changed()
 
     def operator_approve(self, pin: str) -> bool:
         """The operator lets the enrollment go on past ``operator_reason``.
@@ -744,6 +754,7 @@ class EnrollmentFlow:
                 return CaptureResult(False, stale=True)
             self.fault = kind
             self.problem = f"flow.fault.{kind}"
+            self.operator_called = True
             self._signal(Signal.FAULT)
         self._changed()
         return CaptureResult(False, self.problem, self.tries_left, fault=kind)
@@ -760,6 +771,7 @@ class EnrollmentFlow:
             self._cancel_job()
             self.fault = kind
             self.problem = f"flow.fault.{kind}"
+            self.operator_called = True
             self._signal(Signal.FAULT)
         self._changed()
 

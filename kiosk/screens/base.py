@@ -13,8 +13,9 @@ the screen (or dialog) appearing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import threading
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +31,15 @@ from kivy.uix.gridlayout import GridLayout
 from kivy.uix.modalview import ModalView
 from kivy.uix.screenmanager import Screen
 
+from kiosk.drivers.worker import Job
 from kiosk.errors import FlowError
-from kiosk.flow.machine import CaptureResult, EnrollmentFlow, Step
+from kiosk.flow.machine import STEP_MODULE, CaptureResult, EnrollmentFlow, Step
 
+log = logging.getLogger(__name__)
 _loaded: set[Path] = set()
+# how long one flow capture may block the capture thread: longer than any device's
+# own deadline (a finger's wait plus its transfer), so the device's answer wins
+CAPTURE_LIMIT_S = 120.0
 TOUCH_GUARD_S = 0.4  # longer than a double tap, shorter than reading a button's label
 
 
@@ -44,41 +50,38 @@ def load_kv(path: Path) -> None:
         _loaded.add(path)
 
 
-def texture_from_array(image: np.ndarray) -> Texture:
-    """A GPU texture of an RGB (HxWx3) or grayscale (HxW) uint8 image."""
+def texture_from_array(image: np.ndarray, texture: Texture | None = None) -> Texture:
+    """A GPU texture of an RGB (HxWx3) or grayscale (HxW) uint8 image: ``texture``
+    itself when its size and format fit (a live preview makes no texture per frame)."""
     height, width = image.shape[:2]
     colorfmt = "rgb" if image.ndim == 3 else "luminance"
-    texture = Texture.create(size=(width, height), colorfmt=colorfmt)
-    # rows are stored top-down in numpy, bottom-up in OpenGL
-    texture.blit_buffer(
-        np.ascontiguousarray(image[::-1]).tobytes(), colorfmt=colorfmt, bufferfmt="ubyte"
-    )
+    if texture is None or texture.size != (width, height) or texture.colorfmt != colorfmt:
+        texture = Texture.create(size=(width, height), colorfmt=colorfmt)
+        texture.flip_vertical()  # numpy rows run top-down, OpenGL's bottom-up
+    texture.blit_buffer(np.ascontiguousarray(image).tobytes(), colorfmt=colorfmt, bufferfmt="ubyte")
     return texture
 
 
 def in_background(work: Callable[[], Any], then: Callable[[Any], None]) -> None:
-    """Run ``work()`` on a worker thread, then ``then(result)`` on the UI thread.
+    """Run ``work()`` on the app's one capture thread, then ``then(result)`` on the
+    UI thread. If the flow moved on meanwhile (FlowError), or ``work`` failed in a
+    way the flow did not turn into a result (a bug: logged), ``then(None)``."""
 
-    If the flow moved on meanwhile (FlowError), ``then(None)``; any other error
-    is raised again on the UI thread, where Kivy reports it.
-    """
-
-    def run() -> None:
+    def run(_job: Job) -> Any:
         try:
-            result = work()
+            return work()
         except FlowError:
-            result = None
-        except Exception as exc:
-            error = exc
+            return None
+        except Exception:
+            log.exception("a capture failed outside the flow's own handling")
+            return None
 
-            def fail(_dt: float) -> None:
-                raise error
-
-            Clock.schedule_once(fail)
-            return
+    def finished(done: Job) -> None:  # on the capture thread
+        result = None if done.exception() is not None else done.result()
         Clock.schedule_once(lambda _dt: then(result))
 
-    threading.Thread(target=run, name="device-call", daemon=True).start()
+    job = App.get_running_app().captures.submit(run, deadline_s=CAPTURE_LIMIT_S, name="capture")
+    job.add_done_callback(finished)
 
 
 def on_this_step(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -237,17 +240,25 @@ class StillHereDialog(KioskDialog):
 
 class CapturingScreen(KioskScreen):
     """A screen that captures by itself, again and again, until the flow moves
-    on or the citizen needs help (then a 'try again' button restarts it)."""
+    on or the citizen needs help (then a 'try again' button restarts it).
+
+    When its module fails the screen waits, saying so; when supervision brings
+    the module back (the flow's fault clears) it goes on by itself, and while
+    the module stays down the button offers to go on without it.
+    """
 
     problem = StringProperty("")  # i18n key of the latest guidance
     needs_help = BooleanProperty(False)
-    pause_after_success_s = 0.8  # let the citizen see it worked (and lift the finger)
+    module_down = BooleanProperty(False)  # supervision has this step's module down
+    pause_after_success_s = 0.8  # let the citizen see it worked
     pause_after_problem_s = 0.6  # time to read the guidance and adjust
+    pause_after_error_s = 1.0  # a capture failed outside the flow: never spin on it
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._visit = 0  # a callback from an earlier visit is ignored
         self._looping = False  # a capture is scheduled or running
+        self._waiting_for_module = False  # stopped on a module fault
 
     def capture(self) -> CaptureResult:
         """One blocking capture through the flow (runs on a worker thread)."""
@@ -266,12 +277,35 @@ class CapturingScreen(KioskScreen):
         self.ids.preview.texture = None  # never show the previous citizen's picture
         self.problem = ""
         self.needs_help = False
+        self._waiting_for_module = False
         self._schedule(0)
 
     def refresh(self) -> None:
+        flow = self.flow
+        kind = STEP_MODULE[self.step]
+        self.module_down = flow.fault is kind and kind in flow.down
+        if flow.fault is kind and not self.needs_help:  # went down while capturing
+            self.problem = flow.problem or ""
+            self.needs_help = self._waiting_for_module = True
+        elif self._waiting_for_module and flow.fault is None:  # back: go on by itself
+            self.needs_help = self._waiting_for_module = False
+            self.problem = ""
         # a dialog that paused the captures has closed: go on where we were
-        if not self._looping and not self.needs_help and not self.flow.paused:
+        if not self._looping and not self.needs_help and not flow.paused:
             self._schedule(0)
+
+    def help_button(self) -> None:
+        """The button under the guidance: go on without a module that stays down,
+        else try again."""
+        if self.module_down:
+            self.skip_missing()
+        else:
+            self.try_again()
+
+    @moves_forward
+    def skip_missing(self) -> None:
+        with contextlib.suppress(FlowError):  # the module came back meanwhile
+            self.flow.skip_missing()
 
     def on_leave(self, *_args: Any) -> None:
         self._visit += 1
@@ -306,7 +340,10 @@ class CapturingScreen(KioskScreen):
     def _captured(self, visit: int, result: CaptureResult | None) -> None:
         if visit != self._visit:
             return
-        if result is None or result.stale:
+        if result is None:
+            self._schedule(self.pause_after_error_s)
+            return
+        if result.stale:
             self._looping = False
             self.refresh()  # goes on unless a dialog is still open
             return
@@ -319,6 +356,7 @@ class CapturingScreen(KioskScreen):
         self.problem = result.problem or ""
         if self.gives_up(result):
             self.needs_help = True
+            self._waiting_for_module = result.fault is not None
             self._looping = False
         else:
             self._schedule(self.pause_after_problem_s)

@@ -1,14 +1,32 @@
-"""Face photo: taken automatically once the quality check passes."""
+"""Face photo: a live mirror of the camera, and a still taken automatically once
+the quality check passes."""
 
+import logging
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kivy.clock import Clock
 
 from kiosk.flow.machine import CaptureResult, Step
-from kiosk.screens.base import CapturingScreen, on_this_step
+from kiosk.screens.base import CapturingScreen, on_this_step, texture_from_array
+
+log = logging.getLogger(__name__)
+
+PREVIEW_FPS = 25  # polls the camera's latest frame; shows each new one once
 
 
 class FaceScreen(CapturingScreen):
     step = Step.FACE
     kv = Path(__file__).with_suffix(".kv")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._live = None  # the preview's clock event while the screen shows
+        self._camera = None  # the unit streaming to us (supervision may swap it)
+        self._texture = None  # one texture, refilled with every new frame
+        self.frame_at = 0.0  # when the frame on screen was taken (time.time())
+        self.frames_shown = 0
 
     def capture(self) -> CaptureResult:
         return self.flow.capture_face()
@@ -16,7 +34,55 @@ class FaceScreen(CapturingScreen):
     def gives_up(self, result: CaptureResult) -> bool:
         return result.fault is not None or result.tries_left == 0
 
+    def show_preview(self, image: np.ndarray) -> None:
+        pass  # the live preview shows the citizen; the still is checked, not shown
+
     @on_this_step
     def try_again(self) -> None:
         self.flow.retry_face()
         super().try_again()
+
+    def entered(self) -> None:
+        super().entered()
+        self._camera = None
+        self.frame_at = 0.0
+        if self._live is None:
+            self._live = Clock.schedule_interval(self._show_live, 1 / PREVIEW_FPS)
+
+    def on_leave(self, *args: Any) -> None:
+        if self._live is not None:
+            self._live.cancel()
+            self._live = None
+        self._stop_stream()
+        super().on_leave(*args)
+
+    def _show_live(self, _dt: float) -> None:
+        camera = self.flow.modules.camera
+        if camera is not self._camera:  # first frame, or a swapped camera
+            self._stop_stream()
+            try:
+                camera.start_preview()
+            except Exception as exc:  # down: supervision handles it, the still says so
+                log.warning("no live preview: %s", exc)
+                return
+            self._camera = camera
+        frame = camera.latest_frame()
+        if frame is None or frame.captured_at == self.frame_at:
+            return
+        self.frame_at = frame.captured_at
+        # a mirror: people move the way they expect to see themselves move
+        self._texture = texture_from_array(frame.image[:, ::-1], self._texture)
+        preview = self.ids.preview
+        if preview.texture is self._texture:
+            preview.canvas.ask_update()
+        else:
+            preview.texture = self._texture
+        self.frames_shown += 1
+
+    def _stop_stream(self) -> None:
+        camera, self._camera = self._camera, None
+        if camera is not None:
+            try:
+                camera.stop_preview()
+            except Exception as exc:
+                log.warning("stopping the preview: %s", exc)

@@ -45,6 +45,9 @@ class FingerprintsScreen(CapturingScreen):
     finger = StringProperty("")  # i18n key of the finger asked for
     number = NumericProperty(1)  # its place in the order, 1..10
     tries_left = NumericProperty(0)
+    phase = StringProperty("")  # the reader's FingerPhase, "" between captures
+    # a moment to see it worked as the hand moves on; the reader itself waits for the lift
+    pause_after_success_s = 0.5
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -58,6 +61,7 @@ class FingerprintsScreen(CapturingScreen):
             self.finger = finger.label_key
             self.number = FINGER_ORDER.index(finger) + 1
         self.tries_left = self.flow.tries_left
+        self.phase = self.flow.finger_phase or ""
         super().refresh()
 
     def capture(self) -> CaptureResult:

@@ -35,20 +35,24 @@ class ReviewScreen(KioskScreen):
         enrollment = self.flow.enrollment
         if enrollment is None or not enrollment.complete:
             return
-        self.problem = self.flow.problem or ""
+        # what a broken module kept from being captured, unless the flow has more to say
+        missing = [f"flow.missing.{kind}" for kind in enrollment.missing]
+        self.problem = self.flow.problem or (missing[0] if missing else "")
         self.nik = enrollment.nik.grouped()
-        self.ids.face.texture = texture_from_array(enrollment.face.image)
-        self.ids.signature.texture = texture_from_array(enrollment.signature.image)
+        face, signature = enrollment.face, enrollment.signature
+        self.ids.face.texture = face and texture_from_array(face.image)
+        self.ids.signature.texture = signature and texture_from_array(signature.image)
         grid = self.ids.fingers
         grid.clear_widgets()
         for finger in FINGER_ORDER:
-            record = enrollment.fingers[finger]
+            record = enrollment.fingers.get(finger)  # none: the reader went down first
+            status = record and record.exception and self.t(record.exception.label_key)
             tile = FingerTile(
                 finger=int(finger),
                 caption=self.t(finger.label_key),
-                status=self.t(record.exception.label_key) if record.exception else "",
+                status=status or ("" if record else "-"),
             )
-            if record.capture is not None and record.capture.image is not None:
+            if record and record.capture is not None and record.capture.image is not None:
                 tile.texture = texture_from_array(record.capture.image)
             grid.add_widget(tile)
 
