@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.config import ModuleConfig, SessionConfig, StationConfig
+from kiosk.drivers import registry
 from kiosk.drivers.base import Health, HealthStatus, ModuleKind
 from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
 from kiosk.errors import DeviceFault, DeviceUnavailable
@@ -408,3 +411,41 @@ def test_the_station_supervisor_brings_every_module_up_and_swaps_in_fresh_ones(t
     assert {unit["kind"] for unit in data["units"] if unit["installed"]} == {
         str(kind) for kind in ModuleKind
     }
+
+
+# -- the real fingerprint driver, on the emulator ------------------------------------------
+
+
+@pytest.mark.skipif(
+    "zhiantec" not in registry.available(FINGERPRINT), reason="no zhiantec driver installed"
+)
+def test_a_zhiantec_reader_whose_emulator_goes_away_is_down_within_two_seconds(tmp_path):
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "kiosk.cli", "emulate", "fingerprint"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        port = emulator.stdout.readline().strip()  # its first line: the pty's path
+        assert port.startswith("/dev/")
+        supervisor = ModuleSupervisor(
+            FINGERPRINT,
+            lambda: registry.create(FINGERPRINT, "zhiantec", {"port": port}),
+            inventory=ModuleInventory(tmp_path / "modules.json"),
+            audit=AuditLog(tmp_path / "audit.log"),
+            appears=DevicePresence(port),
+        )
+        supervisor.start()
+        try:
+            wait_until(lambda: is_up(supervisor), timeout=10.0)
+            assert supervisor.info.driver == "zhiantec"
+            assert supervisor.info.serial_source == "notepad"
+            emulator.terminate()  # the cable is pulled: the pty goes away
+            assert wait_until(lambda: is_down(supervisor), timeout=2.0) < 2.0
+            assert "unplugged" in supervisor.status[1]
+        finally:
+            assert supervisor.stop()
+    finally:
+        emulator.kill()
+        emulator.wait(timeout=10)
