@@ -262,3 +262,19 @@ def test_selftest_json_and_a_backend_that_cannot_be_imported(tmp_path, capsys, m
     assert camera["kind"] == "camera" and camera["passed"] is False
     assert "cannot be loaded (No module named 'picamera2')" in camera["detail"]
     assert all(module["passed"] for module in report["modules"][1:])
+
+
+def test_doctor_does_not_trust_a_fresh_inventory_whose_kiosk_is_gone(tmp_path):
+    config = load_config(station_file(tmp_path))
+    inventory = ModuleInventory(config.data_dir / "modules.json")
+    inventory.set_kind_status("fingerprint", "up", "")
+    inventory.save()
+    assert doctor(config).source == "kiosk"  # fresh, and written by a live process (this one)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    data = inventory.as_dict()
+    data["pid"] = int(dead.stdout)  # a kiosk that died a moment ago, without a word
+    (config.data_dir / "modules.json").write_text(json.dumps(data))
+    report = doctor(config)
+    assert report.source == "check"

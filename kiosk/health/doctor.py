@@ -12,6 +12,7 @@ that hangs cannot hang the command.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -271,7 +272,19 @@ def kiosk_is_running(
     """Whether the inventory was written by a kiosk running now."""
     if snapshot is None or not snapshot.running or snapshot.updated_at is None:
         return False
+    if snapshot.pid is not None and not _process_exists(snapshot.pid):
+        return False  # it died within the last seconds, without marking the file
     return abs(now - snapshot.updated_at) <= fresh_s
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process is there
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (the kiosk's), or a pid we cannot ask about
+    return True
 
 
 def _ago(seconds: float) -> str:
