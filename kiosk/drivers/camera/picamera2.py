@@ -350,6 +350,8 @@ class Picamera2Camera(StreamingCamera):
             if self._camera is not camera:
                 return None  # closed under the wait: not a fault of the camera
             raise
+        if self._camera is not camera:
+            return None  # closed meanwhile: never show this frame after a reopen
         return self._preview_rgb(buffer)
 
     def _preview_rgb(self, buffer: np.ndarray) -> np.ndarray:
