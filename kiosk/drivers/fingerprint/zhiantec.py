@@ -181,15 +181,23 @@ class _Budget:
         self.check()
 
 
-class _NoAnswer(DeviceUnavailable):
+class _Internal(KioskError):
+    """Errors that steer the driver's own retries; callers get the public parent."""
+
+    def public(self) -> KioskError:
+        parent = next(cls for cls in type(self).__mro__[1:] if not cls.__name__.startswith("_"))
+        return parent(str(self))
+
+
+class _NoAnswer(_Internal, DeviceUnavailable):
     """Not a byte came back within the time allowed."""
 
 
-class _Incomplete(DeviceFault):
+class _Incomplete(_Internal, DeviceFault):
     """Bytes came back, but no whole frame within the time allowed."""
 
 
-class _Refused(DeviceFault):
+class _Refused(_Internal, DeviceFault):
     """The sensor answered the handshake, and said no."""
 
 
@@ -357,6 +365,11 @@ class ZhiantecReader(ModuleBase):
         deadline += 5 * self.read_timeout_s + 1.0  # GetImage, UpImage, Img2Tz, UpChar answers
         return self._run("capture", lambda job: self._capture(job, phase, transfer), deadline)
 
+    @property
+    def open_s(self) -> float:
+        """The longest ``open()`` takes (drain, two speeds, the switch, the identity)."""
+        return QUIET_S + 4 * self.read_timeout_s + self._switch_budget() + IDENTIFY_S
+
     def close(self) -> None:
         """Idempotent, from any thread. When idle, first sets the sensor back to
         ``baudrate`` (at most RESTORE_S); a pending capture ends with CaptureCancelled."""
@@ -375,13 +388,16 @@ class ZhiantecReader(ModuleBase):
 
     def _open(self) -> None:
         self._closing.clear()
-        budget = QUIET_S + 4 * self.read_timeout_s + self._switch_budget() + IDENTIFY_S
-        clock = _Budget(f"open {self.port}", budget, self._closing)
+        clock = _Budget(f"open {self.port}", self.open_s, self._closing)
         self._usb = usb_description(self.port)
         try:
             self._connect(clock, drain=True)
             assert self._params is not None  # read by _connect
             self._info = self._read_identity(clock, self._params)
+        except _Internal as exc:
+            self._stale = True
+            self._close_port()
+            raise exc.public() from None
         except BaseException:
             self._stale = True
             self._close_port()
@@ -688,10 +704,14 @@ class ZhiantecReader(ModuleBase):
 
     @contextlib.contextmanager
     def _device_call(self) -> Iterator[None]:
-        """Around every call on the reader's thread: any fault leaves the link stale."""
+        """Around every call on the reader's thread: any fault leaves the link stale, and
+        leaves as one of our public errors."""
         self._busy = True
         try:
             yield
+        except _Internal as exc:
+            self._stale = True
+            raise exc.public() from None
         except BaseException:
             self._stale = True
             raise
