@@ -37,7 +37,9 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 from kiosk.config import StationConfig  # noqa: E402
 from kiosk.drivers.worker import DeviceWorker  # noqa: E402
 from kiosk.flow.machine import EnrollmentFlow, Step  # noqa: E402
+from kiosk.flow.supervision import follow_supervision  # noqa: E402
 from kiosk.health.station import StationModules  # noqa: E402
+from kiosk.health.supervisor import StationSupervisor  # noqa: E402
 from kiosk.i18n import LANGUAGES, Translator  # noqa: E402
 from kiosk.operator_pin import OperatorPin  # noqa: E402
 from kiosk.screens import SCREENS, load_screens  # noqa: E402
@@ -159,12 +161,12 @@ def run_kiosk(
     modules: StationModules,
     store: EnrollmentStore,
     fullscreen: bool = False,
+    simulate: bool = False,
 ) -> int:
-    """Open ``modules``, then run the window on ``store`` until the process ends;
-    closes both at the end."""
-    failures = modules.open()
-    for kind, error in failures.items():
-        log.error("starting without a working %s: %s", kind, error)
+    """Run the window on ``store`` until the process ends, with every module under
+    supervision (opened, watched and reopened or swapped on its own thread);
+    stops supervision and closes the store at the end."""
+    supervision = StationSupervisor(config, modules, simulate=simulate)
     flow = EnrollmentFlow(
         station_id=config.station_id,
         modules=modules,
@@ -173,6 +175,8 @@ def run_kiosk(
         language=config.language,
         operator_pin=OperatorPin(config.operator_pin_hash) if config.operator_pin_hash else None,
     )
+    follow_supervision(flow, supervision)
+    supervision.start()
     if fullscreen:
         Window.fullscreen = "auto"
         Window.show_cursor = False
@@ -187,6 +191,7 @@ def run_kiosk(
     try:
         app.run()
     finally:
+        supervision.stop()
         modules.close()
         store.close()
     return 0

@@ -41,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     except BaseException:
         store.close()
         raise
-    return run_kiosk(config, modules, store, fullscreen=args.fullscreen)
+    return run_kiosk(config, modules, store, fullscreen=args.fullscreen, simulate=args.simulate)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.drivers.base import ModuleKind
+from kiosk.drivers.base import FingerPhase, ModuleKind
 from kiosk.flow.fingers import Finger, FingerException
+from kiosk.flow.machine import STEP_MODULE
 from kiosk.i18n import LANGUAGES, Translator, catalog
 
 KIOSK = Path(__file__).resolve().parents[1] / "kiosk"
@@ -40,6 +41,8 @@ def test_keys_used_in_kv_files_exist():
     [finger.label_key for finger in Finger]
     + [exception.label_key for exception in FingerException]
     + [f"flow.fault.{kind}" for kind in ModuleKind]
+    + [f"flow.missing.{kind}" for kind in STEP_MODULE.values()]
+    + [f"fingerprints.phase.{phase}" for phase in FingerPhase]
     + ["flow.save.failed"],
 )
 def test_keys_built_in_code_exist(key):

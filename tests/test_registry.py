@@ -198,10 +198,12 @@ def test_simulate_forces_fakes_whatever_the_config_names(tmp_path):
 
 def test_from_config_with_an_unknown_driver_names_file_and_key(tmp_path):
     with pytest.raises(UnknownBackend) as caught:
-        StationModules.from_config(station(tmp_path, camera="picamera2"))
+        StationModules.from_config(station(tmp_path, camera="polaroid"))
+    installed = ", ".join(registry.available(ModuleKind.CAMERA))
+    assert installed.startswith("fake, ")  # the real cameras are installed too
     assert str(caught.value) == (
         f"{tmp_path / 'station.toml'}: modules.camera.driver: "
-        "expected an installed camera driver (fake); got 'picamera2'"
+        f"expected an installed camera driver ({installed}); got 'polaroid'"
     )
 
 

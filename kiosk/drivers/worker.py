@@ -160,7 +160,7 @@ class DeviceWorker:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._running: Job[Any] | None = None
-        self._idling = idle is not None
+        self._idling = False  # set_idling(True) turns it on (a camera starting its preview)
 
     @property
     def closed(self) -> bool:

@@ -80,7 +80,7 @@ class StreamingCamera(ModuleBase):
         except Exception as exc:
             self._count(self._translate(exc))
             raise  # the worker logs it and backs off a second
-        if image is not None:
+        if image is not None and not self.closed:  # never a frame from before a reopen
             self._latest = Frame(image, self.info())
 
     def _health(self) -> Health:

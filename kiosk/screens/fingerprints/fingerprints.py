@@ -45,7 +45,7 @@ class FingerprintsScreen(CapturingScreen):
     finger = StringProperty("")  # i18n key of the finger asked for
     number = NumericProperty(1)  # its place in the order, 1..10
     tries_left = NumericProperty(0)
-    phase = StringProperty("")  # the reader's FingerPhase, "" between captures
+    guidance = StringProperty("fingerprints.instructions")  # i18n key: the reader's phase
     # a moment to see it worked as the hand moves on; the reader itself waits for the lift
     pause_after_success_s = 0.5
 
@@ -61,7 +61,8 @@ class FingerprintsScreen(CapturingScreen):
             self.finger = finger.label_key
             self.number = FINGER_ORDER.index(finger) + 1
         self.tries_left = self.flow.tries_left
-        self.phase = self.flow.finger_phase or ""
+        phase = self.flow.finger_phase
+        self.guidance = f"fingerprints.phase.{phase}" if phase else "fingerprints.instructions"
         super().refresh()
 
     def capture(self) -> CaptureResult:
