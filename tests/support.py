@@ -33,10 +33,13 @@ def fake_modules(
     signature: Sequence[str] = ("drawn",),
     camera_fail_on: int | None = None,
     reader_fail_on: int | None = None,
+    reader_delay: float = 0.0,
 ) -> StationModules:
     modules = StationModules(
         camera=FakeCamera(script=list(camera), fail_on_call=camera_fail_on),
-        fingerprint=FakeFingerprintReader(script=list(fingerprint), fail_on_call=reader_fail_on),
+        fingerprint=FakeFingerprintReader(
+            script=list(fingerprint), fail_on_call=reader_fail_on, delay=reader_delay
+        ),
         signature=FakeSignaturePad(script=list(signature)),
         indicators=FakeIndicators(),
     )

@@ -4,10 +4,13 @@ NIK on the review, a declined consent, the operator's hold, the badge."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from support import VALID_NIK
 from test_monkey import UNDER_AGE_NIK
 
+from kiosk.drivers.base import FingerPhase, ModuleKind
 from kiosk.flow.fingers import Finger, FingerException
 from kiosk.flow.machine import Step
 from kiosk.i18n import Translator
@@ -86,6 +89,63 @@ def test_capture_pauses_behind_the_cancel_dialog_and_resumes_where_it_was(kiosk)
     kiosk.wait_for(lambda: not kiosk.flow.paused, what="the dialog to close")
     assert kiosk.flow.current_finger is Finger.RIGHT_MIDDLE  # where it was
     kiosk.wait_for_step(Step.SIGNATURE)  # and capture goes on from there
+
+
+def test_a_slow_reader_never_stalls_and_never_runs_on_behind_a_dialog(kiosk):
+    """Each finger takes the reader 1.5 s: marking a finger missing, or the cancel
+    dialog, in the middle of one ends that capture at once; the next one starts
+    within a second, and nothing is captured while a dialog is open."""
+    flow = kiosk.attach(reader_delay=1.5)
+    reader = flow.modules.fingerprint
+    to_consent(kiosk)
+    kiosk.wait_for_step(Step.CONSENT)
+    kiosk.tap(kiosk.widget("accept"))
+    kiosk.wait_for(lambda: flow.finger_phase is FingerPhase.WAITING, what="the thumb's capture")
+    assert kiosk.widget("instructions").text == ID("fingerprints.phase.waiting")
+
+    kiosk.tap(kiosk.widget("missing"), patient=True)  # mid-capture
+    dialog = kiosk.screen.dialog
+    kiosk.wait_for(lambda: dialog.parent is not None, what="the finger question")
+    kiosk.pump(2.0)  # longer than a capture: none may finish behind the question
+    assert Finger.RIGHT_THUMB not in flow.enrollment.fingers
+    kiosk.tap(dialog.ids.confirm, patient=True)
+    assert flow.enrollment.fingers[Finger.RIGHT_THUMB].exception is FingerException.MISSING
+    asked = time.monotonic()
+    kiosk.wait_for(
+        lambda: flow.current_finger is Finger.RIGHT_INDEX and flow.finger_phase is not None,
+        timeout=1.0,
+        what="the index finger's capture to begin",
+    )
+    assert time.monotonic() - asked < 1.0
+
+    kiosk.tap(kiosk.widget("cancel"), patient=True)  # mid-capture again
+    kiosk.pump(2.0)
+    assert flow.current_finger is Finger.RIGHT_INDEX and flow.finger_phase is None
+    assert Finger.RIGHT_INDEX not in flow.enrollment.fingers
+    kiosk.tap(kiosk.app._dialog.ids.keep, patient=True)
+    kiosk.wait_for(lambda: flow.current_finger is Finger.RIGHT_MIDDLE, timeout=3.0, what="finger 3")
+    assert flow.enrollment.fingers[Finger.RIGHT_INDEX].capture is not None
+    assert reader.health().ok and reader.stats.errors == 0  # cancels are not faults
+
+
+def test_a_module_down_waits_says_so_and_resumes_by_itself_when_back(kiosk):
+    flow = kiosk.attach(reader_delay=0.5)
+    to_consent(kiosk)
+    kiosk.wait_for_step(Step.CONSENT)
+    kiosk.tap(kiosk.widget("accept"))
+    kiosk.wait_for(lambda: flow.finger_phase is FingerPhase.WAITING, what="the thumb's capture")
+    flow.module_down(ModuleKind.FINGERPRINT)  # as supervision reports a pulled cable
+    button = kiosk.widget("try_again")
+    kiosk.wait_for(lambda: button.opacity == 1, timeout=2.0, what="the step to pause")
+    assert button.text == ID("flow.fault.skip")
+    assert kiosk.shows(ID("flow.fault.fingerprint"))
+    assert kiosk.shows(ID("flow.fault.operator_called"))  # in the top bar
+    kiosk.screenshot("15-module-down")
+    kiosk.pump(1.0)
+    assert Finger.RIGHT_THUMB not in flow.enrollment.fingers  # nothing runs meanwhile
+    flow.module_up(ModuleKind.FINGERPRINT)  # the spare is in and tested
+    kiosk.wait_for(lambda: button.opacity == 0, timeout=2.0, what="the step to resume")
+    kiosk.wait_for(lambda: flow.current_finger is Finger.RIGHT_INDEX, timeout=3.0, what="finger 2")
 
 
 def test_declining_consent_says_nothing_was_recorded(kiosk):
