@@ -170,7 +170,7 @@ class EnrollmentFlow:
         self.finger_phase: FingerPhase | None = None  # where the reader is, for the screen
         self.down: set[ModuleKind] = set()  # modules supervision reports down
         self.operator_called = False  # the call button was pressed, or a module failed
-        self._report_fault = report_fault  # tells supervision at once, not at its next poll
+        self.report_fault = report_fault  # tells supervision at once, not at its next poll
         self._job: Job | None = None  # the device call in flight, cancelled when it goes stale
         self._paused = 0  # open dialogs: captures wait while any is open
         self._capture_epoch = 0  # bumped by pause(): a capture begun before is stale
@@ -744,9 +744,9 @@ class EnrollmentFlow:
             log.error("%s module fault: %s", kind, exc)
         else:  # a backend let a vendor error through its boundary: a bug to fix there
             log.error("%s module fault (untranslated)", kind, exc_info=exc)
-        if self._report_fault is not None:
+        if self.report_fault is not None:
             try:
-                self._report_fault(kind, exc)
+                self.report_fault(kind, exc)
             except Exception:
                 log.exception("reporting the %s fault failed", kind)
         with self._lock:
