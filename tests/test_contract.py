@@ -166,15 +166,15 @@ class V4l2Bench(Bench):
         return self.keep(V4l2Camera(device=str(self.video), api="any", fps=30))
 
     def make_slow(self):
-        camera = self.make()
-        real_open = camera._open  # the transport: OpenCV's capture, its grab() made slow
-
-        def slow_open() -> None:
-            real_open()
-            camera._cap = SlowCapture(camera._cap, self.SLOW_GRAB_S)
-
-        camera._open = slow_open
-        return camera
+        # The transport made slow: OpenCV's capture, its grab() blocking as a stalled
+        # V4L2 camera's select() does (the driver's own code is untouched).
+        real_capture = cv2.VideoCapture
+        patch = pytest.MonkeyPatch()
+        patch.setattr(
+            cv2, "VideoCapture", lambda *args: SlowCapture(real_capture(*args), self.SLOW_GRAB_S)
+        )
+        self.cleanups.append(patch.undo)
+        return self.make()
 
 
 class SlowCapture:
@@ -337,6 +337,20 @@ def use(module: Module) -> Any:
     return module.signal(Signal.IDLE)
 
 
+def exercise(bench, module: Module) -> None:
+    """One successful capture call of the module's kind."""
+    if isinstance(module, FingerprintReader):
+        bench.citizen(module, True)
+        capture = module.capture(bench.on_phase(module, [])).result()
+        assert capture.outcome is Outcome.CAPTURED
+    elif isinstance(module, SignaturePad):
+        module.begin()
+        module.add_stroke(STROKE)
+        assert module.collect(timeout=0.1).outcome is Outcome.CAPTURED
+    else:
+        use(module)
+
+
 # -- every kind: lifecycle, identity, health, self-test, stats, threads ---------------------
 
 
@@ -357,8 +371,9 @@ def test_lifecycle_open_twice_close_twice_and_context_manager(any_bench):
     assert module.closed
     module.close()  # idempotent
     assert module.closed
-    with module as entered:
+    with module as entered:  # reopened after a close, and it works
         assert entered is module and not module.closed
+        exercise(any_bench, module)
     assert module.closed
 
 
@@ -366,10 +381,16 @@ def test_use_after_close_raises_device_closed(any_bench):
     module = any_bench.make()
     module.open()
     module.close()
-    with pytest.raises(DeviceClosed):
-        use(module)
-    with pytest.raises(DeviceClosed):
-        module.identify()
+    calls = [lambda: use(module), module.identify]
+    if isinstance(module, Camera):
+        calls.append(module.start_preview)
+    if isinstance(module, SignaturePad):
+        calls += [module.begin, lambda: module.add_stroke(STROKE)]
+    if isinstance(module, Indicators):
+        calls.append(lambda: module.on_call_button(lambda: None))
+    for call in calls:
+        with pytest.raises(DeviceClosed):
+            call()
 
 
 def test_info_and_identify_name_the_same_unit(any_bench):
@@ -416,12 +437,8 @@ def test_stats_count_the_calls(any_bench):
         module.self_test()
         assert module.stats.calls == 2
         assert module.stats.errors == 0 and module.stats.last_success_at is not None
-        if isinstance(module, FingerprintReader):  # the capture calls are jobs, counted too
-            any_bench.citizen(module, True)
-            module.capture(any_bench.on_phase(module, [])).result()
-            assert module.stats.calls == 3
-        elif isinstance(module, Camera):
-            use(module)
+        if isinstance(module, Camera | FingerprintReader):  # capture jobs are counted too
+            exercise(any_bench, module)
             assert module.stats.calls == 3
 
 
@@ -479,6 +496,17 @@ def test_camera_preview_streams_fresh_rgb_frames_and_stops(camera_bench):
         last = camera.latest_frame()
         time.sleep(0.3)
         assert camera.latest_frame() is last or camera.latest_frame() is None
+
+
+def test_camera_keeps_no_frame_from_before_a_reopen(camera_bench):
+    camera = camera_bench.make()
+    with camera:
+        camera.start_preview()
+        assert wait_for(lambda: camera.latest_frame() is not None)
+    assert camera.latest_frame() is None
+    with camera:
+        assert camera.latest_frame() is None
+        assert_frame(camera.still(deadline_s=2.0).result(), camera)
 
 
 def test_camera_still_is_a_frame_of_this_camera(camera_bench):
