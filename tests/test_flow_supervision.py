@@ -160,6 +160,18 @@ def test_captured_fingers_are_kept_when_the_reader_is_skipped(make_flow):
     assert [f["position"] for f in manifest["fingers"]] == [int(f) for f in FINGER_ORDER[:3]]
 
 
+def test_a_step_whose_module_is_already_down_says_so_on_arrival(make_flow):
+    flow = make_flow()
+    flow.start("id")
+    assert flow.submit_nik(VALID_NIK).ok
+    flow.module_down(ModuleKind.FINGERPRINT)  # while the citizen reads the consent
+    assert flow.fault is None
+    flow.accept_consent()
+    assert flow.capture_face().accepted
+    assert flow.fault is ModuleKind.FINGERPRINT
+    assert flow.problem == "flow.fault.fingerprint"
+
+
 def test_a_module_back_up_clears_the_fault_and_the_step_goes_on(make_flow):
     flow = make_flow()
     flow.start("id")

@@ -211,7 +211,10 @@ class EnrollmentFlow:
         self._entered_at = now
         self.problem = None
         self._cancel_job()
-        self.fault = STEP_MODULE.get(step) if STEP_MODULE.get(step) in self.down else None
+        needed = STEP_MODULE.get(step)
+        self.fault = needed if needed in self.down else None  # it is already known down
+        if self.fault is not None:
+            self.problem = f"flow.fault.{self.fault}"
 
     def touch(self) -> None:
         """Note that the person is still there (any touch on the screen); this
