@@ -121,7 +121,8 @@ def test_an_unknown_option_names_the_options_and_the_closest_one():
         registry.create(ModuleKind.CAMERA, "fake", {"serail": "CAM-1"})
     assert str(caught.value) == (
         "serail: expected an option of the camera driver 'fake' "
-        "(script, fail_on_call, serial, delay, still_s, fps); got an unknown option (did you mean 'serial'?)"
+        "(script, fail_on_call, serial, delay, still_s, fps); "
+        "got an unknown option (did you mean 'serial'?)"
     )
 
 
@@ -225,7 +226,8 @@ def test_from_config_with_an_unknown_option_names_file_key_and_suggestion(tmp_pa
         StationModules.from_config(config)
     assert str(caught.value) == (
         f"{config.path}: modules.camera.serail: expected an option of the camera driver 'fake' "
-        "(script, fail_on_call, serial, delay, still_s, fps); got an unknown option (did you mean 'serial'?)"
+        "(script, fail_on_call, serial, delay, still_s, fps); "
+        "got an unknown option (did you mean 'serial'?)"
     )
 
 
