@@ -10,6 +10,13 @@ cd "$(dirname "$0")"
 # offscreen test display, mtdev for touchscreens) and Python's venv module.
 APT_PACKAGES=(python3-venv libgl1 libgl1-mesa-dri libegl1 libmtdev1)
 VENV=.venv
+# On a Raspberry Pi, the camera stack (libcamera, picamera2) and the GPIO pin
+# library come from the OS, built for it; the virtual environment must see them.
+ON_PI=""
+if grep -qs "Raspberry Pi" /proc/device-tree/model; then
+    ON_PI=1
+    APT_PACKAGES+=(python3-picamera2 python3-lgpio)
+fi
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
@@ -30,7 +37,7 @@ install_system_packages() {
 install_python_packages() {
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating the virtual environment in $VENV"
-        python3 -m venv "$VENV"
+        python3 -m venv ${ON_PI:+--system-site-packages} "$VENV"
     fi
     # reinstall only when pyproject.toml changed since the last install
     local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"

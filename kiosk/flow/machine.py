@@ -569,19 +569,24 @@ class EnrollmentFlow:
         self._changed()
 
     def submit_signature(self) -> SignatureQuality | None:
-        """Check what was signed; a good signature moves on to the review."""
+        """Check what was signed; a good signature moves on to the review. None if
+        the pad failed or the session moved on meanwhile."""
         with self._lock:
             enrollment = self._require(Step.SIGNATURE)
             self._last_activity = self._clock()
-            try:
-                capture = self.modules.signature.collect(timeout=SIGNATURE_TIMEOUT_S)
-            except Exception as exc:  # unplugged, timed out, never opened, or a bug in it
-                self._device_fault(enrollment, Step.SIGNATURE, ModuleKind.SIGNATURE, exc)
+            epoch = self._capture_epoch
+        try:
+            capture = self.modules.signature.collect(timeout=SIGNATURE_TIMEOUT_S)
+        except Exception as exc:  # unplugged, timed out, never opened, or a bug in it
+            self._device_fault(enrollment, Step.SIGNATURE, ModuleKind.SIGNATURE, exc)
+            return None
+        # checked and drawn outside the lock: nothing else waits on it
+        quality = assess_signature(capture.strokes, aspect=capture.aspect)
+        image = render_signature(capture.strokes, *SIGNATURE_IMAGE_SIZE) if quality.ok else None
+        with self._lock:
+            if self._stale(enrollment, Step.SIGNATURE, epoch):
                 return None
-            quality = assess_signature(capture.strokes, aspect=capture.aspect)
-            if quality.ok:
-                width, height = SIGNATURE_IMAGE_SIZE
-                image = render_signature(capture.strokes, width, height)
+            if image is not None:
                 enrollment.signature = SignatureRecord(capture, quality, image)
                 self._signal(Signal.SUCCESS)
                 self._go(Step.REVIEW)

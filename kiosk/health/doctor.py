@@ -31,7 +31,7 @@ from kiosk.health.inventory import (
 )
 from kiosk.health.station import ModuleFactory, module_factory
 
-FRESH_S = 15.0  # an inventory updated this recently belongs to a running kiosk
+FRESH_S = 90.0  # an inventory updated this recently belongs to a running kiosk (3 beats)
 CHECK_TIMEOUT_S = 20.0  # per module: open, identify (5 s), self-test (10 s), close
 # Without these the station cannot enroll; the lights and buzzer only help.
 REQUIRED = (ModuleKind.CAMERA, ModuleKind.FINGERPRINT, ModuleKind.SIGNATURE)

@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 5.0
 PRESENCE_POLL_S = 0.5  # how often an absent device's path is looked for
-HEARTBEAT_S = 5.0  # the inventory's updated_at is at most this old while the kiosk runs
+# the inventory's updated_at is at most this old while the kiosk runs; each beat is a
+# synced write to the SD card, so not too often (2,880 a day)
+HEARTBEAT_S = 30.0
 DEVICE_PATH_OPTIONS = ("port", "device")  # driver options naming the device's path
 
 

@@ -191,6 +191,9 @@ def test_camera_fault_shows_help_and_try_again_recovers(kiosk):
     # the live picture of this visit only, never an earlier citizen's face
     assert face.ids.preview.texture is None or face.frame_at >= face.shown_at
     assert kiosk.shows(Translator("id")("flow.fault.camera"))
+    assert kiosk.shows(Translator("id")("flow.fault.operator_called"))  # the top bar
+    # the camera sees the citizen again after its one failed still: the live view shows
+    kiosk.wait_for(lambda: face.frames_shown > 0, timeout=3.0, what="the live view")
     kiosk.screenshot("11-camera-fault")
     enrollment = kiosk.flow.enrollment
     kiosk.tap(kiosk.widget("try_again"))

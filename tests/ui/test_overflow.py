@@ -8,8 +8,9 @@ import pytest
 from support import VALID_NIK
 
 from kiosk.config import SessionConfig
+from kiosk.drivers.base import FingerPhase
 from kiosk.flow.fingers import Finger, FingerException
-from kiosk.flow.machine import EnrollmentFlow, Notice, OperatorReason, Step
+from kiosk.flow.machine import STEP_MODULE, EnrollmentFlow, Notice, OperatorReason, Step
 from kiosk.i18n import LANGUAGES, catalog
 
 pytestmark = pytest.mark.ui
@@ -29,7 +30,7 @@ PROBLEMS = {
     Step.FACE: [*keys("quality.face."), "flow.fault.camera"],
     Step.FINGERPRINTS: [*keys("quality.finger."), "flow.fault.fingerprint"],
     Step.SIGNATURE: [*keys("quality.signature."), "flow.fault.signature"],
-    Step.REVIEW: ["flow.save.failed"],
+    Step.REVIEW: ["flow.save.failed", *keys("flow.missing.")],
     Step.OPERATOR: keys("operator.pin."),
 }
 
@@ -140,7 +141,20 @@ def test_no_text_overflows_on_any_screen(kiosk, size):
                 screen.problem = key
                 check(kiosk, size, found, f"{step} showing {key}")
             screen.problem = ""
+            kiosk.app.operator_called = True  # the top bar's title gives way to it
+            check(kiosk, size, found, f"{step} with the operator called")
+            kiosk.app.operator_called = False
+            if step in (Step.FACE, Step.FINGERPRINTS):
+                screen.problem = f"flow.fault.{STEP_MODULE[step]}"
+                screen.needs_help = screen.module_down = True  # "skip for now"
+                check(kiosk, size, found, f"{step} with its module down")
+                screen.needs_help = screen.module_down = False
+                screen.problem = ""
             if step is Step.FINGERPRINTS:
+                for phase in FingerPhase:
+                    screen.guidance = f"fingerprints.phase.{phase}"
+                    check(kiosk, size, found, f"{step} in phase {phase}")
+                screen.guidance = "fingerprints.instructions"
                 for finger in Finger:
                     screen.finger, screen.number = finger.label_key, int(finger)
                     check(kiosk, size, found, f"{step} asking for {finger.name}")

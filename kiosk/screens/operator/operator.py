@@ -7,7 +7,7 @@ from pathlib import Path
 from kivy.properties import NumericProperty, StringProperty
 
 from kiosk.flow.machine import OperatorReason, Step
-from kiosk.screens.base import KioskScreen, moves_forward, on_this_step
+from kiosk.screens.base import KioskScreen, in_background, moves_forward, on_this_step
 
 MAX_PIN_DIGITS = 8
 
@@ -50,8 +50,12 @@ class OperatorScreen(KioskScreen):
         self.pin = ""
         if flow.operator_pin is None:
             return
-        if not flow.operator_approve(pin):
-            self.locked_s = round(flow.operator_pin.locked_for())
+        # scrypt is slow by design, and an approval may save: off the UI thread
+        in_background(lambda: flow.operator_approve(pin), self._approved)
+
+    def _approved(self, approved: bool | None) -> None:
+        if approved is False:
+            self.locked_s = round(self.flow.operator_pin.locked_for())
             self.problem = "operator.pin.locked" if self.locked_s else "operator.pin.wrong"
 
     @moves_forward

@@ -10,7 +10,7 @@ from kivy.uix.boxlayout import BoxLayout
 
 from kiosk.flow.fingers import FINGER_ORDER, Finger
 from kiosk.flow.machine import Retake, Step
-from kiosk.screens.base import KioskScreen, moves_forward, texture_from_array
+from kiosk.screens.base import KioskScreen, in_background, moves_forward, texture_from_array
 
 
 class ReviewTile(ButtonBehavior, BoxLayout):
@@ -62,4 +62,5 @@ class ReviewScreen(KioskScreen):
 
     @moves_forward
     def save(self) -> None:
-        self.flow.save()
+        # the store writes and syncs to disk: off the UI thread, as captures are
+        in_background(self.flow.save, lambda _saved_id: None)

@@ -9,7 +9,7 @@ from kivy.properties import StringProperty
 from kivy.uix.widget import Widget
 
 from kiosk.flow.machine import Step
-from kiosk.screens.base import KioskScreen, moves_forward, on_this_step
+from kiosk.screens.base import KioskScreen, in_background, moves_forward, on_this_step
 
 INK_WIDTH = 2.0
 
@@ -84,4 +84,5 @@ class SignatureScreen(KioskScreen):
 
     @moves_forward
     def done(self) -> None:
-        self.flow.submit_signature()
+        # renders and checks the signature: off the UI thread, as captures are
+        in_background(self.flow.submit_signature, lambda _quality: None)
