@@ -130,6 +130,25 @@ def test_another_unit_has_another_identity_and_a_foreign_notepad_page_is_kept(ma
         assert other_info.model == "ZhianTec-protocol sensor, library 300 (AS608-like)"
 
 
+def test_a_by_id_link_names_the_usb_adapter_and_one_port_has_one_reader(
+    sensor, make_reader, tmp_path, monkeypatch
+):
+    from serial.tools import list_ports, list_ports_common
+
+    adapter = list_ports_common.ListPortInfo(sensor.port, skip_link_detection=True)
+    adapter.vid, adapter.pid = 0x10C4, 0xEA60
+    adapter.manufacturer, adapter.product = "Silicon Labs", "CP2102 USB to UART Bridge"
+    monkeypatch.setattr(list_ports, "comports", lambda: [adapter])
+    by_id = tmp_path / "usb-Silicon_Labs_CP2102-if00-port0"
+    by_id.symlink_to(sensor.port)
+
+    info = make_reader(str(by_id)).info()
+    assert info.firmware.endswith("USB adapter Silicon Labs CP2102 USB to UART Bridge (10c4:ea60)")
+    assert info.simulated  # still a pty behind the link
+    with pytest.raises(DeviceUnavailable):  # held exclusively by the first reader
+        make_reader(sensor.port)
+
+
 # -- captures ---------------------------------------------------------------------------
 
 

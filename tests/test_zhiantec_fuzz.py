@@ -66,12 +66,14 @@ class FuzzReport:
     outcomes: collections.Counter[str] = field(default_factory=collections.Counter)
     worst_overrun_s: float = float("-inf")  # duration minus deadline, the largest seen
     worst_call: str = ""
+    longest_s: dict[str, float] = field(default_factory=dict)  # the longest call of each kind
     foreign: list[str] = field(default_factory=list)  # not our errors: must stay empty
     hangs: list[str] = field(default_factory=list)  # past deadline + SLACK_S: must stay empty
 
     def note(self, what: str, outcome: str, seconds: float, deadline_s: float) -> None:
         self.calls += 1
         self.outcomes[f"{what}: {outcome}"] += 1
+        self.longest_s[what] = max(seconds, self.longest_s.get(what, 0.0))
         overrun = seconds - deadline_s
         if overrun > self.worst_overrun_s:
             self.worst_overrun_s, self.worst_call = overrun, f"{what} ({outcome})"

@@ -26,8 +26,9 @@ address           0xFFFFFFFF   the sensor's module address
 password          0            the handshake password (VerifyPassword)
 wait_s            10           time for a finger to arrive (and an old one to leave):
                                after it, the capture is ``Outcome.NO_FINGER``
-transfer_s        derived      deadline of the image transfer; by default
-                               36,864 bytes x 10 bits / baud x 1.5 + 1 s (10.6 s at 57,600)
+transfer_s        derived      deadline of the image transfer; by default 36,864 bytes
+                               x 10 bits / baud in use x 1.5 + 1 s (10.6 s at 57,600,
+                               5.8 s at 115,200)
 poll_s            0.05         pause between two GetImage polls
 read_timeout_s    1.0          how long one answer may take before the sensor counts as
                                not answering (``DeviceUnavailable``)
@@ -50,9 +51,15 @@ frame or a refusing confirmation code is ``DeviceFault`` (with the code's meanin
 transfer past ``transfer_s`` or a call past its deadline is ``CaptureTimeout``. After any
 fault the next call reopens the port cleanly (drain, flush, reset the decoder, handshake).
 
+A capture: GetImage is polled until a finger is imaged (LIFT_FIRST first while an old one
+is still on the glass); the image is then in the sensor's ImageBuffer and the finger is no
+longer needed, so DETECTED and LIFT come at once, before the 7 s transfer. The image is
+uploaded first, untouched, then converted (Img2Tz) and its template uploaded (UpChar).
+
 Tests run this driver against the sensor emulator on a pseudo-terminal::
 
-    with ZhiantecReader(port="/dev/pts/5", wait_s=5) as reader:
+    sensor = SensorEmulator(auto_fingers=True)
+    with sensor, ZhiantecReader(port=sensor.port, wait_s=5) as reader:
         capture = reader.capture(print).result()  # phases printed on the reader's thread
 """
 
@@ -394,13 +401,11 @@ class ZhiantecReader(ModuleBase):
             self._connect(clock, drain=True)
             assert self._params is not None  # read by _connect
             self._info = self._read_identity(clock, self._params)
-        except _Internal as exc:
+        except BaseException as exc:
             self._stale = True
             self._close_port()
-            raise exc.public() from None
-        except BaseException:
-            self._stale = True
-            self._close_port()
+            if isinstance(exc, _Internal):
+                raise exc.public() from None
             raise
 
     def _close(self) -> None:
@@ -460,10 +465,10 @@ class ZhiantecReader(ModuleBase):
 
     def _translate(self, exc: Exception) -> KioskError:
         text = f"fingerprint sensor on {self.port}: {type(exc).__name__}: {exc}"
-        if isinstance(exc, TimeoutError | serial.SerialTimeoutException):
-            return CaptureTimeout(text)
-        if isinstance(exc, _LINE_ERRORS):
+        if isinstance(exc, _LINE_ERRORS):  # also a write timeout: the line takes no bytes
             return DeviceUnavailable(text)
+        if isinstance(exc, TimeoutError):
+            return CaptureTimeout(text)
         return DeviceFault(text)  # FrameError, ValueError from bad image data, ...
 
     # -- capture ------------------------------------------------------------------
