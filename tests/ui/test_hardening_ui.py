@@ -208,7 +208,9 @@ def test_a_young_citizen_waits_for_the_operator_who_approves_with_the_pin(kiosk)
         kiosk.tap(kiosk._key(digit), settle=0)
     assert kiosk.widget("pin").text == "••••"  # never the digits
     kiosk.tap(keypad.ids.ok)
-    assert kiosk.widget("problem").text == ID("operator.pin.wrong")
+    kiosk.wait_for(
+        lambda: kiosk.widget("problem").text == ID("operator.pin.wrong"), what="the PIN refused"
+    )
     assert kiosk.flow.step is Step.OPERATOR
     for digit in "2468":
         kiosk.tap(kiosk._key(digit), settle=0)

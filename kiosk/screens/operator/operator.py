@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kivy.properties import NumericProperty, StringProperty
 
-from kiosk.flow.machine import OperatorReason, Step
+from kiosk.flow.machine import EnrollmentFlow, OperatorReason, Step
 from kiosk.screens.base import KioskScreen, in_background, moves_forward, on_this_step
 
 MAX_PIN_DIGITS = 8
@@ -51,11 +51,13 @@ class OperatorScreen(KioskScreen):
         if flow.operator_pin is None:
             return
         # scrypt is slow by design, and an approval may save: off the UI thread
-        in_background(lambda: flow.operator_approve(pin), self._approved)
+        in_background(
+            lambda: flow.operator_approve(pin), lambda approved: self._refused(flow, approved)
+        )
 
-    def _approved(self, approved: bool | None) -> None:
-        if approved is False:
-            self.locked_s = round(self.flow.operator_pin.locked_for())
+    def _refused(self, flow: EnrollmentFlow, approved: bool | None) -> None:
+        if approved is False and flow is self.flow:  # not a flow attached since
+            self.locked_s = round(flow.operator_pin.locked_for())
             self.problem = "operator.pin.locked" if self.locked_s else "operator.pin.wrong"
 
     @moves_forward
