@@ -501,3 +501,22 @@ def test_command_line_prints_the_port_first_and_stops_on_sigterm(raw):
             process.wait()
         process.stdout.close()
         process.stderr.close()
+
+
+def test_the_auto_citizen_waits_to_be_asked_and_lifts_a_finger_never_taken():
+    """The emulated citizen of `kiosk emulate fingerprint` gives a finger only once the
+    kiosk polls an empty glass (not while they read the consent), and lifts one the
+    kiosk never takes after hold_s + patience_s, as the screen would ask."""
+    from kiosk.drivers.base import Outcome
+    from kiosk.drivers.fingerprint.zhiantec import ZhiantecReader
+
+    with SensorEmulator(auto_fingers=True, hold_s=0.2, gap_s=0.1, patience_s=0.5) as sensor:
+        time.sleep(0.6)  # the citizen is still reading: nobody asked for a finger yet
+        assert not sensor.finger_on_glass
+        with ZhiantecReader(port=sensor.port, wait_s=3.0, read_timeout_s=0.5) as reader:
+            assert reader.capture().result().outcome is Outcome.CAPTURED
+        sensor.place_finger()  # a finger the kiosk never takes...
+        deadline = time.monotonic() + 2.0
+        while sensor.finger_on_glass and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not sensor.finger_on_glass  # ...is lifted once the citizen is told

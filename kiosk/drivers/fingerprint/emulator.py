@@ -329,9 +329,11 @@ class SensorEmulator:
     - ``check_baud``: ignore a client whose port is set to another rate;
     - ``fingers``: the script of fingers (arrays, sample names or paths) that
       :meth:`place_finger` takes in turn, cycling; by default the five samples;
-    - ``auto_fingers``: a citizen puts the fingers on the glass by themselves: each
-      finger comes ``gap_s`` after the last was lifted and stays at least ``hold_s``,
-      until its image has been uploaded (or captured, if ``lift_after_upload`` is False);
+    - ``auto_fingers``: a citizen puts the fingers on the glass by themselves, when the
+      kiosk asks (polls an empty glass): each finger comes ``gap_s`` after the last was
+      lifted and stays at least ``hold_s``, until its image has been uploaded (or
+      captured, if ``lift_after_upload`` is False), or ``patience_s`` past ``hold_s`` if
+      it is never taken (the screen then asks the citizen to lift it);
     - ``capture_noise``: the standard deviation of noise added to each capture;
     - ``fault_rate``, ``faults``, ``seed``, ``slow_s``: random faults on the frames
       sent (see :meth:`inject`).
@@ -355,6 +357,7 @@ class SensorEmulator:
         hold_s: float = 1.0,
         gap_s: float = 1.0,
         lift_after_upload: bool = True,
+        patience_s: float = 4.0,
         capture_noise: float = 0.0,
         fault_rate: float = 0.0,
         faults: Sequence[str] = FAULTS,
@@ -397,6 +400,8 @@ class SensorEmulator:
         self._auto = auto_fingers
         self._hold_s, self._gap_s = hold_s, gap_s
         self._lift_after_upload = lift_after_upload
+        self._patience_s = patience_s
+        self._asked = False  # the kiosk polled an empty glass since the last finger came
         if auto_fingers and not self._fingers:
             raise ValueError("auto_fingers needs at least one finger")
         self._lock = threading.RLock()  # guards the glass: test hooks run on other threads
@@ -502,11 +507,14 @@ class SensorEmulator:
             return
         with self._lock:
             if self._glass is None:
-                if now >= self._next_place_at:
+                if self._asked and now >= self._next_place_at:
+                    self._asked = False
                     self.place_finger()
                 return
             done = self._uploaded_of if self._lift_after_upload else self._captured_of
-            if now >= self._placed_at + self._hold_s and done == self._glass_count:
+            held = now - self._placed_at
+            taken = done == self._glass_count
+            if held >= self._hold_s and (taken or held >= self._hold_s + self._patience_s):
                 self.lift_finger()
 
     # -- faults ---------------------------------------------------------------------------
@@ -722,6 +730,8 @@ class SensorEmulator:
         with self._lock:
             image, placement = self._glass, self._glass_count
         if image is None:
+            with self._lock:
+                self._asked = True  # the kiosk waits for a finger: the citizen gives one
             self._answer(Confirmation.NO_FINGER)
             return
         if self.capture_noise:
