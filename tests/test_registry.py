@@ -167,9 +167,16 @@ def test_the_simulation_station_gets_one_fake_per_kind():
     assert modules.simulated == list(ModuleKind)
 
 
-def test_the_example_station_file_builds_its_modules():
+def test_the_example_station_file_builds_its_real_modules():
+    """Built, not opened: the drivers it names are installed and take its options."""
     modules = StationModules.from_config(load_config(ROOT / "docs" / "station.example.toml"))
-    assert modules.infos()[ModuleKind.CAMERA].serial == "SIM-CAM-0001"
+    drivers = {kind: type(module).__name__ for kind, module in modules.by_kind().items()}
+    assert drivers == {
+        ModuleKind.CAMERA: "Picamera2Camera",
+        ModuleKind.FINGERPRINT: "ZhiantecReader",
+        ModuleKind.SIGNATURE: "TouchSignaturePad",
+        ModuleKind.INDICATORS: "GpioIndicators",
+    }
 
 
 def test_from_config_passes_each_module_its_options(tmp_path):
