@@ -53,6 +53,7 @@ class Job(Generic[T]):
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._cancelled = threading.Event()
+        self._started = False
         self._result: T | None = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[Job[T]], None]] = []
@@ -73,6 +74,10 @@ class Job(Generic[T]):
     def cancel(self) -> None:
         """Ask the work to stop; a job that has not started finishes at once."""
         self._cancelled.set()
+        with self._lock:
+            started = self._started
+        if not started:
+            self._finish(None, CaptureCancelled(f"{self.name}: cancelled before it started"))
 
     def result(self, timeout: float | None = None) -> T:
         """Wait for the outcome: the work's value, or its exception.
@@ -122,6 +127,10 @@ class Job(Generic[T]):
     # -- for the worker ---------------------------------------------------------
 
     def _run(self) -> None:
+        with self._lock:
+            if self.done():
+                return  # cancelled while queued
+            self._started = True
         try:
             self.check()
             self._finish(self._work(self), None)
@@ -198,7 +207,6 @@ class DeviceWorker:
             running.cancel()
         for job in queued:
             job.cancel()
-            job._finish(None, CaptureCancelled(f"{job.name}: cancelled before it started"))
 
     def close(self, timeout: float = JOIN_TIMEOUT_S) -> bool:
         """Stop the thread: cancel every job, then join. False if it would not stop
