@@ -183,6 +183,42 @@ def test_a_module_back_up_clears_the_fault_and_the_step_goes_on(make_flow):
     assert flow.capture_face().accepted
 
 
+def test_the_lights_buttons_and_case_switch_reach_the_flow_through_supervision(tmp_path):
+    """The real GPIO driver on gpiozero's mock pins, under supervision: the call
+    button calls the operator, and so does an opened case, which is audited."""
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    from kiosk.drivers.indicators.gpio import GpioIndicators
+
+    pins = MockFactory(pin_class=MockPWMPin)
+    modules = fake_modules()
+    modules.indicators.close()
+    modules.replace(ModuleKind.INDICATORS, GpioIndicators(pin_factory=pins, tamper="GPIO24"))
+    factories = {ModuleKind.INDICATORS: lambda: GpioIndicators(pin_factory=pins, tamper="GPIO24")}
+    supervision = StationSupervisor(factories, modules, tmp_path, poll_s=0.05, backoff=(0.05, 0.2))
+    flow = EnrollmentFlow(station_id="TEST-01", modules=modules, sink=PacketCatcher())
+    follow_supervision(flow, supervision)
+    supervision.start()
+    try:
+        wait_until(lambda: supervision.status()[ModuleKind.INDICATORS][0] is ModuleStatus.UP)
+        pins.pin("GPIO24").drive_low()  # the lid is on: the case switch is closed
+        # the flow's state is shown once the light is up, though it began before
+        wait_until(lambda: flow.modules.indicators.health().detail == "showing idle")
+        flow.start("id")
+        pins.pin("GPIO23").drive_low()  # the citizen presses the call button
+        pins.pin("GPIO23").drive_high()
+        wait_until(lambda: flow.operator_called)
+        flow.cancel()
+        assert not flow.operator_called
+        pins.pin("GPIO24").drive_high()  # the case is opened
+        wait_until(lambda: flow.operator_called)
+        tamper = [e for e in read_audit(tmp_path / "audit.log") if e.event == "tamper"]
+        assert len(tamper) == 1 and tamper[0].kind == "indicators"
+    finally:
+        supervision.stop()
+        modules.close()
+
+
 def test_the_call_button_calls_the_operator(make_flow):
     flow = make_flow()
     flow.start("id")

@@ -170,6 +170,7 @@ class EnrollmentFlow:
         self.finger_phase: FingerPhase | None = None  # where the reader is, for the screen
         self.down: set[ModuleKind] = set()  # modules supervision reports down
         self.operator_called = False  # the call button was pressed, or a module failed
+        self._shown_signal = Signal.IDLE  # what the lights should show
         self.report_fault = report_fault  # tells supervision at once, not at its next poll
         self._job: Job | None = None  # the device call in flight, cancelled when it goes stale
         self._paused = 0  # open dialogs: captures wait while any is open
@@ -787,6 +788,8 @@ class EnrollmentFlow:
         """``kind`` works again (reconnected or replaced): its step goes on where it was."""
         with self._lock:
             self.down.discard(kind)
+            if kind is ModuleKind.INDICATORS:
+                self._signal(self._shown_signal)  # a new light shows where the kiosk is
             if self.fault is not kind:
                 return
             self.fault = None
@@ -812,7 +815,11 @@ class EnrollmentFlow:
         self._changed()
 
     def _signal(self, signal: Signal) -> None:
+        self._shown_signal = signal
+        indicators = self.modules.indicators
+        if indicators.closed:
+            return  # not up yet, or down: module_up shows it
         try:
-            self.modules.indicators.signal(signal)
+            indicators.signal(signal)
         except Exception:  # a dead light must never stop an enrollment
             log.exception("indicators failed")

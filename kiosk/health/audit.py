@@ -46,6 +46,7 @@ class AuditEvent(enum.StrEnum):
     SWAPPED = "swapped"
     DOWN = "down"
     SELFTEST_FAILED = "selftest_failed"
+    TAMPER = "tamper"  # the kiosk's case was opened
 
 
 @dataclass(frozen=True)
