@@ -221,6 +221,9 @@ def test_security_level_and_packet_size(sensor, connect):
 def test_set_baud_rate_moves_the_sensor_to_the_new_rate(sensor, connect, raw):
     reader = connect(sensor.port)
     reader.setBaudRate(115200)  # answered at 57600, then the sensor switches
+    deadline = time.monotonic() + 1.0  # just after its answer, on the sensor's own thread
+    while sensor.baudrate != 115200 and time.monotonic() < deadline:
+        time.sleep(0.005)
     assert sensor.baudrate == 115200
     reader._PyFingerprint__serial.close()
     old = raw(sensor.port, 57600)

@@ -355,6 +355,9 @@ def test_fast_baudrate_switches_the_sensor_and_close_sets_it_back(sensor, make_r
     assert reader.capture(Citizen(sensor)).result().outcome is Outcome.CAPTURED
     assert reader.self_test().passed
     reader.close()
+    deadline = time.monotonic() + 1.0  # the sensor switches just after its answer
+    while sensor.baudrate != 57600 and time.monotonic() < deadline:
+        time.sleep(0.005)
     assert sensor.baudrate == 57600
 
 
