@@ -15,7 +15,8 @@ VENV=.venv
 ON_PI=""
 if grep -qs "Raspberry Pi" /proc/device-tree/model; then
     ON_PI=1
-    APT_PACKAGES+=(python3-picamera2 python3-lgpio)
+    # and the compiler for the WSQ codec, which has no wheel for the Pi's arm64
+    APT_PACKAGES+=(python3-picamera2 python3-lgpio build-essential python3-dev)
 fi
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
