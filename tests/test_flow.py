@@ -65,7 +65,8 @@ def test_whole_enrollment_is_saved_with_modules_and_consent(make_flow, store):
     assert units[manifest["face"]["module"]]["kind"] == "camera"
     files = store.files(enrollment_id)
     assert files["face.jpg"][:2] == b"\xff\xd8"  # a JPEG
-    assert {f"finger-{n:02d}.png" for n in range(1, 11)} <= files.keys()
+    assert {f"finger-{n:02d}.wsq" for n in range(1, 11)} <= files.keys()
+    assert files["finger-01.wsq"][:2] == b"\xff\xa0"  # WSQ
     assert files["signature.png"][:4] == b"\x89PNG"
     flow.finish()
     assert flow.step is Step.WELCOME and flow.enrollment is None
@@ -207,7 +208,7 @@ def test_missing_and_injured_fingers_are_recorded_and_flagged(make_flow, store):
     ]
     thumb = manifest["fingers"][0]
     assert thumb["image"] is None and thumb["exception"] == "missing"
-    assert "finger-01.png" not in store.files(manifest["enrollment_id"])
+    assert "finger-01.wsq" not in store.files(manifest["enrollment_id"])
 
 
 def test_waiting_for_a_finger_uses_no_try(make_flow):

@@ -137,7 +137,9 @@ def test_sealed_bytes_hold_no_biometrics_nor_nik(packet, sealed):
     assert b"JFIF" in packet.files["face.jpg"][:16] and b"JFIF" not in sealed
     assert b"\x89PNG" not in sealed
     assert b"face.jpg" not in sealed and b"finger-" not in sealed
-    assert packet.files["face.jpg"][:64] not in sealed
+    for name, data in packet.files.items():  # the head of any part: JPEG, PNG, WSQ, templates
+        assert data[:16] not in sealed, name
+    assert b"NIST_COM" not in sealed  # the comment block each WSQ file carries
 
 
 def test_sealing_is_randomised(packet, station_key, hub, sealed):
@@ -206,6 +208,11 @@ def test_a_truncated_packet_is_rejected(sealed, hub, registered, keep):
     assert error.reason in {Rejection.TRUNCATED, Rejection.NOT_SEALED, Rejection.BAD_HEADER}
     if keep < 0:
         assert error.reason is Rejection.TRUNCATED
+
+
+def test_bytes_appended_to_a_packet_are_rejected(sealed, hub, registered):
+    error = rejected(sealed + b"\x00", hub, registered)
+    assert error.reason is Rejection.BAD_BODY and "the header says" in str(error)
 
 
 def test_not_a_packet_and_a_header_not_json(hub, registered):

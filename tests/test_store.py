@@ -63,7 +63,7 @@ def expected_files(manifest: dict) -> set[str]:
     for finger in manifest["fingers"]:
         if finger["image"]:
             names.add(finger["image"])
-            names.add(finger["image"].replace(".png", ".template"))
+            names.add(finger["image"].removesuffix(".wsq") + ".template")
     return names
 
 

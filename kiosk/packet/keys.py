@@ -244,7 +244,7 @@ def _write_new(path: Path, data: bytes, mode: int, what: str) -> None:
 
 def _read_private(path: Path) -> bytes:
     """The content of a private key file, refused when group or others may read it."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDONLY)
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & 0o077:

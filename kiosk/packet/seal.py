@@ -155,7 +155,7 @@ def seal(
     ``created_at`` defaults to now (UTC). Raises ValueError when the packet names
     another station than ``station_id``, or KeyFileError for a malformed hub key.
     """
-    manifest_station = packet.manifest.get("station", {}).get("id")
+    manifest_station = (packet.manifest.get("station") or {}).get("id")
     if manifest_station != station_id:
         raise ValueError(f"the packet was made at {manifest_station!r}, not at {station_id!r}")
     recipient = hub_hpke_public_key(hub_public_key)
@@ -189,7 +189,6 @@ def seal(
         [signature, _LENGTH.pack(len(statement)), statement, *(data for _, data in parts)]
     )
     body = _SUITE.encrypt(plaintext, recipient, info=INFO_LABEL + header_bytes)
-    assert len(body) == body_bytes, "the HPKE overhead is not what the suite says"
     return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)) + header_bytes + body
 
 
