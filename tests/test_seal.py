@@ -311,6 +311,29 @@ def test_enrollment_id_in_header_and_manifest_must_match(packet, station_key, hu
     assert "TEST-01-OTHER" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("manifest", "reason"),
+    [
+        (b"not json", Rejection.BAD_MANIFEST),
+        (b"[]", Rejection.BAD_MANIFEST),
+        ({"station": {"id": "JB-99"}}, Rejection.STATION_MISMATCH),
+    ],
+)
+def test_a_buggy_station_signing_a_bad_manifest_is_rejected(
+    packet, station_key, hub, registered, monkeypatch, manifest, reason
+):
+    """What seal() itself refuses to make, signed by a registered station all the same."""
+    if isinstance(manifest, dict):
+        manifest = json.dumps(dict(packet.manifest, **manifest)).encode()
+    monkeypatch.setattr(
+        sealing, "_parts", lambda p: [("manifest.json", manifest), *sorted(p.files.items())]
+    )
+    data = seal(
+        packet, station_key=station_key, station_id=STATION, hub_public_key=hub.public_bytes()
+    )
+    assert rejected(data, hub, registered).reason is reason
+
+
 def test_rejection_is_a_kiosk_error_and_a_value_error(hub, registered):
     with pytest.raises(KioskError):
         open_with(b"", hub, registered)
