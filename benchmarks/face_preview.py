@@ -200,6 +200,9 @@ class _NoSink:
     def save(self, packet) -> None:
         raise AssertionError("the preview benchmark never saves an enrollment")
 
+    def has_room(self) -> bool:
+        return True
+
     def last_sequence(self) -> int:
         return 0
 

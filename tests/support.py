@@ -56,6 +56,9 @@ class PacketCatcher:
     def save(self, packet: Packet) -> None:
         self.packets.append(packet)
 
+    def has_room(self) -> bool:
+        return True
+
     def last_sequence(self) -> int:
         """The highest sequence among the kept packets, 0 when none (as the store)."""
         return max((packet.manifest.get("sequence", 0) for packet in self.packets), default=0)

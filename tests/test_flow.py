@@ -430,6 +430,9 @@ def test_store_failure_keeps_the_enrollment_to_save_again(make_flow, store):
                 raise StoreError("the disk is full")
             store.save(packet)
 
+        def has_room(self):
+            return True
+
         def last_sequence(self):
             return store.last_sequence()
 

@@ -323,3 +323,52 @@ def test_a_save_is_logged_with_id_duration_and_steps_but_no_nik(make_flow, caplo
     assert len(saved) == 1
     assert enrollment_id in saved[0] and "fingerprints=" in saved[0] and " s;" in saved[0]
     assert all(VALID_NIK not in record.getMessage() for record in caplog.records)
+
+
+def test_a_full_disk_is_met_at_the_welcome_screen_not_at_the_review(make_flow, store):
+    """Nobody starts when one more enrollment would not fit: the welcome screen says
+    so and the operator is called; once there is room, the next citizen starts."""
+
+    class FillingDisk:
+        room = False
+
+        def has_room(self):
+            return self.room
+
+        def save(self, packet):
+            store.save(packet)
+
+        def last_sequence(self):
+            return store.last_sequence()
+
+    disk = FillingDisk()
+    flow = make_flow(sink=disk)
+    flow.start("id")
+    assert flow.step is Step.WELCOME and flow.enrollment is None
+    assert flow.notice is Notice.NO_ROOM and flow.operator_called
+    assert flow.modules.indicators.current is Signal.ATTENTION
+    disk.room = True  # the technician carried the enrollments off
+    flow.start("id")
+    assert flow.step is Step.NIK
+
+
+def test_the_store_has_room_while_the_disk_has_a_packet_and_margin(tmp_path, monkeypatch):
+    import shutil
+
+    from kiosk.store import sqlite
+
+    kept = sqlite.EnrollmentStore(tmp_path / "store.sqlite3")
+    try:
+        usage = shutil.disk_usage(tmp_path)
+        monkeypatch.setattr(
+            sqlite.shutil, "disk_usage", lambda _p: usage._replace(free=sqlite.ROOM_FOR_ONE_BYTES)
+        )
+        assert kept.has_room()
+        monkeypatch.setattr(
+            sqlite.shutil,
+            "disk_usage",
+            lambda _p: usage._replace(free=sqlite.ROOM_FOR_ONE_BYTES - 1),
+        )
+        assert not kept.has_room()
+    finally:
+        kept.close()

@@ -9,7 +9,6 @@ import os
 import threading
 import time
 
-import cv2
 import numpy as np
 import pytest
 from support import VALID_NIK, PacketCatcher, fake_modules
@@ -25,6 +24,7 @@ from kiosk.flow.machine import EnrollmentFlow, Step
 from kiosk.flow.supervision import follow_supervision
 from kiosk.health.audit import read_audit
 from kiosk.health.supervisor import ModuleStatus, StationSupervisor
+from kiosk.packet.wsq import decode_wsq
 
 FIRST_ID = "00112233AABBCCDD"  # in the first unit's notepad: the kiosk has seen it before
 GOOD = ["good_1", "good_2", "good_3", "good_4"]  # prints that pass the quality check
@@ -167,11 +167,7 @@ def finger_list(packet) -> list[dict]:
 
 
 def finger_images(packet) -> list[np.ndarray]:
-    images = []
-    for entry in finger_list(packet):
-        data = np.frombuffer(packet.files[entry["image"]], np.uint8)
-        images.append(cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
-    return images
+    return [decode_wsq(packet.files[entry["image"]]) for entry in finger_list(packet)]
 
 
 def templates(packet) -> list[bytes]:

@@ -100,6 +100,7 @@ class Notice(enum.StrEnum):
 
     DECLINED = "welcome.notice.declined"
     TIMED_OUT = "welcome.notice.timed_out"
+    NO_ROOM = "welcome.notice.no_room"  # the disk is full: nobody may start
 
 
 # the module each capturing step needs
@@ -256,9 +257,19 @@ class EnrollmentFlow:
         self._changed()
 
     def start(self, language: str | None = None) -> None:
-        """Welcome -> NIK: begin a new enrollment in ``language``."""
+        """Welcome -> NIK: begin a new enrollment in ``language``; or, when the disk
+        has no room for one more, stay at the welcome screen, say so and call the
+        operator, before the citizen gives ten fingers for nothing."""
         with self._lock:
             self._require(Step.WELCOME)
+            if not self.sink.has_room():
+                log.error("no room on disk for another enrollment: not starting")
+                self.notice = Notice.NO_ROOM
+                self._notice_at = self._clock()
+                self.operator_called = True
+                self._signal(Signal.ATTENTION)
+                self._changed()
+                return
             self.language = language or self.language
             now = self._wall_clock()
             self._sequence += 1

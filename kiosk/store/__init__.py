@@ -21,6 +21,11 @@ class EnrollmentSink(Protocol):
         """
         ...
 
+    def has_room(self) -> bool:
+        """Whether one more enrollment fits on disk, with a margin: asked before a
+        citizen starts, so a full disk is met at the welcome screen, not at the review."""
+        ...
+
     def last_sequence(self) -> int:
         """The highest manifest ``sequence`` ever kept, 0 when none: the flow numbers
         its enrollments on from here (see kiosk.flow.enrollment.new_enrollment_id)."""

@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 SCHEMA_VERSION = 2  # 2: the counters table (the enrollment sequence)
+# free space a citizen may start with: a packet (under 1 MB) and room for SQLite's
+# journal and checkpoints, with a wide margin
+ROOM_FOR_ONE_BYTES = 20 * 1024 * 1024
 
 
 def full_disk_message(path: Path) -> str:
@@ -224,6 +227,12 @@ class EnrollmentStore:
                 max(copied, 0),
                 frames,
             )
+
+    def has_room(self) -> bool:
+        try:
+            return shutil.disk_usage(self.path.parent).free >= ROOM_FOR_ONE_BYTES
+        except OSError:  # the disk is gone: no room
+            return False
 
     def last_sequence(self) -> int:
         """The highest enrollment sequence ever committed here; 0 for a new store.
