@@ -19,6 +19,7 @@ from kiosk.health.doctor import check_station, doctor, kiosk_is_running, station
 from kiosk.health.inventory import INVENTORY_NAME, read_inventory
 from kiosk.health.station import StationModules
 from kiosk.operator_pin import hash_pin, valid_pin
+from kiosk.packet.commands import add_commands as add_packet_commands
 from kiosk.store.export import export_store
 from kiosk.store.preflight import check_data_dir
 from kiosk.store.sqlite import STORE_NAME, EnrollmentStore
@@ -272,6 +273,7 @@ def parser() -> argparse.ArgumentParser:
     emulate.add_argument("device", choices=["fingerprint"], help="the module to emulate")
     emulate.add_argument("args", nargs=argparse.REMAINDER, help="the emulator's arguments")
     emulate.set_defaults(handler=_emulate)
+    add_packet_commands(commands)
     return top
 
 

@@ -111,7 +111,7 @@ def save_station_public_key(path: Path | str, public_bytes: bytes) -> None:
 def load_station_public_key(path: Path | str) -> bytes:
     """The 32 raw bytes of the station public key in the PEM file at ``path``."""
     path = Path(path)
-    blocks = _pem_blocks(path, path.read_bytes(), expected=1)
+    blocks = _pem_blocks(path, _read_public(path), expected=1)
     key = _load_public(path, blocks[0], Ed25519PublicKey, "an Ed25519 station public key")
     return key.public_bytes_raw()
 
@@ -205,7 +205,7 @@ def save_hub_public_key(path: Path | str, public_bytes: bytes) -> None:
 def load_hub_public_key(path: Path | str) -> bytes:
     """The hub's public key bytes (ML-KEM-768 then X25519) from its PEM file."""
     path = Path(path)
-    first, second = _pem_blocks(path, path.read_bytes(), expected=2)
+    first, second = _pem_blocks(path, _read_public(path), expected=2)
     pq = _load_public(path, first, mlkem.MLKEM768PublicKey, "an ML-KEM-768 public key first")
     classic = _load_public(path, second, x25519.X25519PublicKey, "an X25519 public key second")
     return pq.public_bytes_raw() + classic.public_bytes_raw()
@@ -242,9 +242,19 @@ def _write_new(path: Path, data: bytes, mode: int, what: str) -> None:
     os.close(fd)
 
 
+def _read_public(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"{path}: the public key cannot be read ({exc.strerror})") from exc
+
+
 def _read_private(path: Path) -> bytes:
     """The content of a private key file, refused when group or others may read it."""
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise KeyFileError(f"{path}: the private key cannot be read ({exc.strerror})") from exc
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & 0o077:
