@@ -1,9 +1,11 @@
 """Time of each costly call of an enrollment, on the bundled samples.
 
 Prints the median and 90th percentile over ``--runs`` calls (after a few
-warm-up calls) of the quality checks, the signature rendering, packet building
-and saving a packet to a fresh store (SQLite WAL, synchronous=FULL, on the file
-system of ``--data-dir``, by default a temporary folder).
+warm-up calls) of the quality checks, the signature rendering, WSQ encoding of
+one print, packet building, sealing and opening a packet (HPKE ML-KEM-768 +
+X25519, Ed25519), and saving a packet to a fresh store (SQLite WAL,
+synchronous=FULL, on the file system of ``--data-dir``, by default a temporary
+folder); and the packet's size, clear and sealed (the goal is 150 KB).
 
     python benchmarks/quality_checks.py --runs 200
 """
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from figures import machine_line, p90
 
 from kiosk.config import SIMULATION_PATH, load_config
@@ -32,6 +35,9 @@ from kiosk.flow.enrollment import Enrollment
 from kiosk.flow.machine import SIGNATURE_IMAGE_SIZE, EnrollmentFlow, Step
 from kiosk.health.station import StationModules
 from kiosk.packet.build import Packet, build_packet
+from kiosk.packet.keys import HubPrivateKey, station_public_bytes
+from kiosk.packet.seal import open_sealed, seal
+from kiosk.packet.wsq import encode_wsq
 from kiosk.quality import assess_face, assess_fingerprint, assess_signature, render_signature
 from kiosk.store.sqlite import EnrollmentStore
 
@@ -39,9 +45,22 @@ WARM_UP = 5
 NIK = "3201014101900001"
 
 
+class _NoSink:
+    """The flow's sink: the benchmark stops at the review and saves by itself."""
+
+    def save(self, packet: Packet) -> None:
+        raise AssertionError("the benchmark saves by itself")
+
+    def has_room(self) -> bool:
+        return True
+
+    def last_sequence(self) -> int:
+        return 0
+
+
 def reviewed_enrollment(modules: StationModules) -> Enrollment:
     """One complete enrollment, walked through the real flow up to the review."""
-    flow = EnrollmentFlow(station_id="BENCH-01", modules=modules, sink=None)
+    flow = EnrollmentFlow(station_id="BENCH-01", modules=modules, sink=_NoSink())
     flow.start("id")
     flow.submit_nik(NIK)
     flow.accept_consent()
@@ -88,12 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     modules.open()
     try:
         enrollment = reviewed_enrollment(modules)
-        infos = modules.infos()
     finally:
         modules.close()
     finished_at = datetime.now(UTC)
-    packet = build_packet(enrollment, infos, finished_at)
+    packet = build_packet(enrollment, finished_at)
     size_kib = (len(packet.manifest_json()) + sum(map(len, packet.files.values()))) / 1024
+    station_key = Ed25519PrivateKey.generate()
+    hub = HubPrivateKey.generate()
+    registered = {"BENCH-01": station_public_bytes(station_key)}
+
+    def sealed(_n: int) -> bytes:
+        return seal(
+            packet,
+            station_key=station_key,
+            station_id="BENCH-01",
+            hub_public_key=hub.public_bytes(),
+        )
+
+    one_sealed = sealed(0)
 
     with tempfile.TemporaryDirectory(prefix="rekam-bench-", dir=args.data_dir) as folder:
         store = EnrollmentStore(Path(folder) / "enrollments.sqlite3")
@@ -109,8 +140,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"render_signature ({width}x{height})": timed(
                     lambda _: render_signature(strokes, width, height), args.runs
                 ),
-                "build_packet": timed(
-                    lambda _: build_packet(enrollment, infos, finished_at), args.runs
+                "encode_wsq (256x288)": timed(lambda _: encode_wsq(print_), args.runs),
+                "build_packet": timed(lambda _: build_packet(enrollment, finished_at), args.runs),
+                "seal": timed(sealed, args.runs),
+                "open_sealed (at the hub)": timed(
+                    lambda _: open_sealed(
+                        one_sealed, hub_private_key=hub, station_public_keys=registered
+                    ),
+                    args.runs,
                 ),
                 "EnrollmentStore.save": timed(lambda n: store.save(copies[n]), args.runs),
             }
@@ -118,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
 
     print(machine_line())
-    print(f"{args.runs} timed calls each after {WARM_UP} warm-up calls; packet {size_kib:.0f} KiB")
+    print(
+        f"{args.runs} timed calls each after {WARM_UP} warm-up calls; packet {size_kib:.0f} KiB"
+        f" clear, {len(one_sealed) / 1024:.0f} KiB sealed (goal: 150 KB)"
+    )
     print()
     print(f"{'call':<32} {'median ms':>10} {'p90 ms':>8}")
     for name, seconds in results.items():

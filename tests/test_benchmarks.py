@@ -1,0 +1,34 @@
+"""The benchmarks still run: each quick one, with the smallest arguments, as a
+process. They print figures and assert nothing about time (benchmarks/README.md);
+this only keeps them from rotting when the code they call changes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "prints"),
+    [
+        ("quality_checks.py", ["--runs", "2"], "KiB sealed"),
+        ("simulate_enrollments.py", ["--citizens", "2", "--rounds", "1"], "median per citizen"),
+        ("config_fuzz.py", ["20"], ""),
+        ("zhiantec_fuzz.py", ["30"], "worst overrun"),
+    ],
+)
+def test_a_benchmark_runs_and_prints_its_figures(script, args, prints, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert prints in result.stdout
