@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -14,9 +15,10 @@ from support import VALID_NIK, PacketCatcher
 from kiosk import __version__
 from kiosk.drivers.base import ModuleKind
 from kiosk.drivers.fingerprint.fake import TEMPLATE_SIZE
-from kiosk.flow.enrollment import CONSENT_NOTICE, new_enrollment_id
+from kiosk.flow.enrollment import CONSENT_NOTICE, new_enrollment_id, notice_sha256
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.machine import SIGNATURE_IMAGE_SIZE, EnrollmentFlow, Step
+from kiosk.i18n import catalog
 from kiosk.packet.build import FACE_MAX_SIDE, SCHEMA_VERSION, Packet, build_packet
 from kiosk.packet.wsq import decode_wsq
 from kiosk.simulate import enroll_one
@@ -135,6 +137,29 @@ def test_manifest_records_the_consent(finished, packet):
     started_at = datetime.fromisoformat(packet.manifest["started_at"])
     assert started_at <= given_at <= started_at + timedelta(minutes=1)
     assert given_at == finished.enrollment.consent.given_at
+    shown = "\n".join(catalog("en")[f"consent.{key}"] for key in NOTICE_PARTS)
+    assert consent["notice_sha256"] == hashlib.sha256(shown.encode()).hexdigest()
+    assert consent["notice_sha256"] != notice_sha256("id")  # the words in the language shown
+
+
+# The words of each consent notice ever shown, by language. Changing the text
+# changes its hash: then bump CONSENT_NOTICE (kiosk/flow/enrollment.py) and add
+# the new notice's hashes here, so that every packet names words that existed.
+NOTICE_HASHES = {
+    "consent-notice-2026-11-v1": {
+        "id": "62ce19a38923852e9a3fe0e8132dadd57252939d43d39eb2b8b7831c0e705ae9",
+        "en": "4f83df30820ad16c389935a258bb628c1c94bf8db80a9112d5081014188673e8",
+    },
+}
+NOTICE_PARTS = ("title", "body", "accept", "decline")
+
+
+def test_the_consent_text_changes_only_with_a_new_notice_version():
+    assert CONSENT_NOTICE in NOTICE_HASHES, "a new notice: record its hashes here"
+    for language, expected in NOTICE_HASHES[CONSENT_NOTICE].items():
+        assert notice_sha256(language) == expected, (
+            f"the {language} consent text changed: bump CONSENT_NOTICE and record the new hashes"
+        )
 
 
 def test_manifest_times_every_step(packet):

@@ -6,6 +6,7 @@ an idle timeout drops them.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,6 +15,7 @@ import numpy as np
 from kiosk.drivers.base import FingerprintCapture, ModuleInfo, SignatureCapture
 from kiosk.flow.fingers import Finger, FingerException
 from kiosk.flow.nik import Nik
+from kiosk.i18n import catalog
 from kiosk.quality.face import FaceQuality
 from kiosk.quality.fingerprint import FingerprintQuality
 from kiosk.quality.signature import SignatureQuality
@@ -28,11 +30,20 @@ def new_enrollment_id(station_id: str, when: datetime, sequence: int) -> str:
     return f"{station_id}-{when:%Y%m%d}-{sequence:06d}"
 
 
+def notice_sha256(language: str) -> str:
+    """The SHA-256 of the consent notice exactly as shown in ``language`` (its
+    title, body and both answers): proof of which words the citizen agreed to."""
+    strings = catalog(language)
+    shown = "\n".join(strings[f"consent.{key}"] for key in ("title", "body", "accept", "decline"))
+    return hashlib.sha256(shown.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Consent:
     notice: str
     language: str
     given_at: datetime
+    notice_sha256: str = ""  # see notice_sha256()
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from kiosk.flow.enrollment import (
     OperatorApproval,
     SignatureRecord,
     new_enrollment_id,
+    notice_sha256,
 )
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.nik import NikCheck, check_nik
@@ -378,7 +379,9 @@ class EnrollmentFlow:
     def accept_consent(self) -> None:
         with self._lock:
             enrollment = self._require(Step.CONSENT)
-            enrollment.consent = Consent(CONSENT_NOTICE, self.language, self._wall_clock())
+            enrollment.consent = Consent(
+                CONSENT_NOTICE, self.language, self._wall_clock(), notice_sha256(self.language)
+            )
             self._go(Step.FACE)
             self.tries_left = self.session.face_tries
             self._last_activity = self._clock()

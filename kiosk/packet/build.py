@@ -161,6 +161,7 @@ def build_packet(enrollment: Enrollment, finished_at: datetime) -> Packet:
             "notice": consent.notice,
             "language": consent.language,
             "given_at": consent.given_at.isoformat(),
+            "notice_sha256": consent.notice_sha256,
         },
         "started_at": enrollment.started_at.isoformat(),
         "finished_at": finished_at.isoformat(),
