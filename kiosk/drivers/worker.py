@@ -36,7 +36,40 @@ RESULT_GRACE_S = 0.5  # past the deadline, the work may still report a more prec
 JOIN_TIMEOUT_S = 3.0
 
 
-class Job(Generic[T]):
+class Deadline:
+    """A time limit and a cancel, for work that checks them between short blocking
+    steps. A Job is one; a driver's work outside a job (its ``_open``) makes one
+    with the event its ``_close`` sets."""
+
+    def __init__(self, name: str, seconds: float, cancelled: threading.Event | None = None) -> None:
+        if not seconds > 0:
+            raise ValueError(f"{name!r} needs a positive deadline, got {seconds!r} s")
+        self.name = name
+        self.deadline_s = seconds
+        self.deadline = time.monotonic() + seconds
+        self._cancelled = cancelled if cancelled is not None else threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def check(self) -> None:
+        """Raise CaptureCancelled or CaptureTimeout if the work must stop now."""
+        if self._cancelled.is_set():
+            raise CaptureCancelled(f"{self.name}: cancelled")
+        if time.monotonic() >= self.deadline:
+            raise CaptureTimeout(f"{self.name}: no answer within {self.deadline_s:g} s")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking at once for a cancel; then :meth:`check`."""
+        self._cancelled.wait(max(0.0, min(seconds, self.remaining())))
+        self.check()
+
+
+class Job(Deadline, Generic[T]):
     """A call to a device: a future with a deadline and a cancel.
 
     Callbacks added with :meth:`add_done_callback` run on the device's thread
@@ -44,15 +77,10 @@ class Job(Generic[T]):
     """
 
     def __init__(self, work: Callable[[Job[T]], T], deadline_s: float, name: str) -> None:
-        if not deadline_s > 0:
-            raise ValueError(f"a job needs a positive deadline, got {deadline_s!r} s")
-        self.name = name
-        self.deadline_s = deadline_s
-        self.deadline = time.monotonic() + deadline_s
+        super().__init__(name, deadline_s)
         self._work = work
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._cancelled = threading.Event()
         self._started = False
         self._result: T | None = None
         self._error: BaseException | None = None
@@ -66,10 +94,6 @@ class Job(Generic[T]):
 
     def done(self) -> bool:
         return self._done.is_set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
 
     def cancel(self) -> None:
         """Ask the work to stop; a job that has not started finishes at once."""
@@ -106,23 +130,6 @@ class Job(Generic[T]):
                 self._callbacks.append(callback)
                 return
         callback(self)
-
-    # -- for the work -----------------------------------------------------------
-
-    def remaining(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
-
-    def check(self) -> None:
-        """Raise CaptureCancelled or CaptureTimeout if the work must stop now."""
-        if self._cancelled.is_set():
-            raise CaptureCancelled(f"{self.name}: cancelled")
-        if time.monotonic() >= self.deadline:
-            raise CaptureTimeout(f"{self.name}: no answer within {self.deadline_s:g} s")
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep, waking at once for a cancel; then :meth:`check`."""
-        self._cancelled.wait(max(0.0, min(seconds, self.remaining())))
-        self.check()
 
     # -- for the worker ---------------------------------------------------------
 

@@ -75,7 +75,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import numpy as np
 import serial
@@ -110,7 +110,7 @@ from kiosk.drivers.fingerprint.zhiantec_protocol import (
     packet_size,
     unpack_image,
 )
-from kiosk.drivers.worker import Job
+from kiosk.drivers.worker import Deadline, Job
 from kiosk.errors import (
     CaptureCancelled,
     CaptureTimeout,
@@ -155,37 +155,6 @@ def uart_seconds(size: int, baudrate: int) -> float:
 def transfer_seconds(baudrate: int) -> float:
     """The default image transfer deadline at ``baudrate``: 1.5 x the raw UART time + 1 s."""
     return uart_seconds(IMAGE_BYTES, baudrate) * 1.5 + 1.0
-
-
-class _Clock(Protocol):
-    """What the I/O below needs from a Job: its time left and a check for cancel/deadline."""
-
-    def remaining(self) -> float: ...
-    def check(self) -> None: ...
-    def sleep(self, seconds: float) -> None: ...
-
-
-class _Budget:
-    """A deadline and cancel for work outside a Job (open, identify, self-test)."""
-
-    def __init__(self, name: str, seconds: float, cancelled: threading.Event) -> None:
-        self.name = name
-        self.seconds = seconds
-        self.deadline = time.monotonic() + seconds
-        self._cancelled = cancelled
-
-    def remaining(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
-
-    def check(self) -> None:
-        if self._cancelled.is_set():
-            raise CaptureCancelled(f"{self.name}: cancelled")
-        if time.monotonic() >= self.deadline:
-            raise CaptureTimeout(f"{self.name}: no answer within {self.seconds:g} s")
-
-    def sleep(self, seconds: float) -> None:
-        self._cancelled.wait(max(0.0, min(seconds, self.remaining())))
-        self.check()
 
 
 class _Internal(KioskError):
@@ -395,7 +364,7 @@ class ZhiantecReader(ModuleBase):
 
     def _open(self) -> None:
         self._closing.clear()
-        clock = _Budget(f"open {self.port}", self.open_s, self._closing)
+        clock = Deadline(f"open {self.port}", self.open_s, self._closing)
         self._usb = usb_description(self.port)
         try:
             self._connect(clock, drain=True)
@@ -426,14 +395,14 @@ class ZhiantecReader(ModuleBase):
         self._stale = True
 
     def _identify(self) -> ModuleInfo:
-        clock = _Budget("identify", IDENTIFY_S, self._closing)
+        clock = Deadline("identify", IDENTIFY_S, self._closing)
         with self._device_call():
             self._link(clock)
             self._info = self._read_identity(clock, self._read_parameters(clock))
         return self._info
 
     def _self_test(self) -> str:
-        clock = _Budget("self-test", SELF_TEST_S, self._closing)
+        clock = Deadline("self-test", SELF_TEST_S, self._closing)
         with self._device_call():
             self._link(clock)
             problem = self._probe(clock)
@@ -507,7 +476,7 @@ class ZhiantecReader(ModuleBase):
             dpi=500,
         )
 
-    def _get_image(self, clock: _Clock) -> bool:
+    def _get_image(self, clock: Deadline) -> bool:
         """One GetImage: True if a finger was imaged (now in the ImageBuffer)."""
         code = self._ask(clock, Instruction.GET_IMAGE, answer=1)[0]
         if code == Confirmation.OK:
@@ -543,7 +512,7 @@ class ZhiantecReader(ModuleBase):
 
     # -- identity -----------------------------------------------------------------
 
-    def _read_identity(self, clock: _Clock, params: SystemParameters) -> ModuleInfo:
+    def _read_identity(self, clock: Deadline, params: SystemParameters) -> ModuleInfo:
         unit_id, source = self._notepad_id(clock)
         if not unit_id:
             unit_id, source = "", "none"
@@ -564,7 +533,7 @@ class ZhiantecReader(ModuleBase):
             serial_source=source,
         )
 
-    def _notepad_id(self, clock: _Clock) -> tuple[str, str]:
+    def _notepad_id(self, clock: Deadline) -> tuple[str, str]:
         """Our id from a notepad page, written to the first free page on first sight."""
         free = None
         for page in range(NOTEPAD_PAGES):
@@ -589,11 +558,11 @@ class ZhiantecReader(ModuleBase):
         log.info("fingerprint sensor: new unit, id %s written to notepad page %d", unit_id, free)
         return unit_id, "notepad"
 
-    def _read_notepad(self, clock: _Clock, page: int) -> bytes:
+    def _read_notepad(self, clock: Deadline, page: int) -> bytes:
         answer = self._ask(clock, Instruction.READ_NOTEPAD, page, answer=1 + NOTEPAD_PAGE_SIZE)
         return self._confirmed(answer, "ReadNotepad", 1 + NOTEPAD_PAGE_SIZE)[1:]
 
-    def _read_parameters(self, clock: _Clock) -> SystemParameters:
+    def _read_parameters(self, clock: Deadline) -> SystemParameters:
         answer = self._ask(clock, Instruction.READ_SYS_PARA, answer=17)
         answer = self._confirmed(answer, "ReadSysPara", 17)
         self._params = SystemParameters.parse(answer[1:17])
@@ -601,7 +570,7 @@ class ZhiantecReader(ModuleBase):
 
     # -- the link: open, handshake, speed -------------------------------------------
 
-    def _connect(self, clock: _Clock, *, drain: bool) -> None:
+    def _connect(self, clock: Deadline, *, drain: bool) -> None:
         """(Re)open the port, drain what the sensor may still send (the rest of an
         interrupted image; a previous run's), find its speed, shake hands, read its
         parameters and switch to ``fast_baudrate`` if asked."""
@@ -628,14 +597,14 @@ class ZhiantecReader(ModuleBase):
             self._switch_speed(clock, self.fast_baudrate)
         self._stale = False
 
-    def _link(self, clock: _Clock) -> None:
+    def _link(self, clock: Deadline) -> None:
         """Make sure the link is fit to use: after a fault, reconnect first."""
         if self._stale or self._port is None:
             self._reopens += 1
             log.info("fingerprint sensor: reopening %s after a fault", self.port)
             self._connect(clock, drain=False)
 
-    def _probe(self, clock: _Clock) -> str:
+    def _probe(self, clock: Deadline) -> str:
         """VerifyPassword at the port's speed: "" when the sensor accepts, else what came
         back instead (a wrong speed gives silence or garbage); _Refused if it says no."""
         self._reset_input()
@@ -661,7 +630,7 @@ class ZhiantecReader(ModuleBase):
             )
         raise _Refused(f"handshake: the sensor answered 0x{code:02x} ({describe(code)})")
 
-    def _switch_speed(self, clock: _Clock, target: int) -> None:
+    def _switch_speed(self, clock: Deadline, target: int) -> None:
         """SetSysPara 4 to ``target``; the answer comes at the old speed. Then find the
         speed the sensor really talks at (some apply it only at the next power-up)."""
         old = self._baud
@@ -781,7 +750,7 @@ class ZhiantecReader(ModuleBase):
             raise DeviceUnavailable(f"the port {self.port} is not open")
         return self._port
 
-    def _drain(self, clock: _Clock, budget_s: float) -> None:
+    def _drain(self, clock: Deadline, budget_s: float) -> None:
         """Read and drop what the sensor still sends (the rest of an interrupted image)
         until it has been quiet for QUIET_S, or the budget is spent."""
         until = time.monotonic() + min(budget_s, clock.remaining())
@@ -798,7 +767,7 @@ class ZhiantecReader(ModuleBase):
         self._reset_input()
 
     def _ask(
-        self, clock: _Clock, instruction: Instruction, *params: bytes | int, answer: int
+        self, clock: Deadline, instruction: Instruction, *params: bytes | int, answer: int
     ) -> bytes:
         """Send one command, return the acknowledgement's payload (confirmation code
         first). ``answer`` is the payload length expected, to read a frame at once."""
@@ -860,7 +829,7 @@ class ZhiantecReader(ModuleBase):
                 self._uploading = False
                 return b"".join(chunks)
 
-    def _next_packet(self, clock: _Clock, limit_s: float, frame_bytes: int) -> Packet:
+    def _next_packet(self, clock: Deadline, limit_s: float, frame_bytes: int) -> Packet:
         """The next whole frame within ``limit_s``: _NoAnswer if not a byte came,
         _Incomplete if some did, DeviceFault for a broken frame or a stranger's address."""
         if not self._pending:
