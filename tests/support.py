@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
 
 from kiosk.drivers.camera.fake import FakeCamera
 from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
@@ -62,3 +65,23 @@ class PacketCatcher:
     def last_sequence(self) -> int:
         """The highest sequence among the kept packets, 0 when none (as the store)."""
         return max((packet.manifest.get("sequence", 0) for packet in self.packets), default=0)
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 2.0) -> bool:
+    """Whether ``condition()`` held within ``timeout`` s (polled every 10 ms)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return bool(condition())
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 3.0) -> float:
+    """Seconds until ``condition()`` held; fails the test past ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"not within {timeout} s")
+        time.sleep(0.005)
+    return time.monotonic() - start

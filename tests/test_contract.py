@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from picamera2_standin import CameraRig
+from support import wait_for
 
 from kiosk.drivers.base import (
     Camera,
@@ -69,15 +70,6 @@ PROTOCOLS = {
 STROKE = ((0.1, 0.5, 0.00), (0.4, 0.3, 0.12), (0.8, 0.6, 0.30))
 PRINT_SHAPE = (288, 256)  # height x width of an R307-like image
 CALL_PIN = "GPIO23"
-
-
-def wait_for(condition, timeout: float = 2.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return bool(condition())
 
 
 def timed(call) -> tuple[Any, float]:

@@ -4,10 +4,8 @@ module that stays down can be skipped and the enrollment is saved incomplete."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from support import VALID_NIK, PacketCatcher, fake_modules
+from support import VALID_NIK, PacketCatcher, fake_modules, wait_until
 
 from kiosk.drivers.base import ModuleKind, Signal
 from kiosk.drivers.camera.fake import FakeCamera
@@ -20,15 +18,6 @@ from kiosk.flow.machine import EnrollmentFlow, Step
 from kiosk.flow.supervision import follow_supervision
 from kiosk.health.audit import read_audit
 from kiosk.health.supervisor import ModuleStatus, StationSupervisor
-
-
-def wait_until(condition, timeout: float = 3.0) -> float:
-    """Seconds it took ``condition`` to hold; fails after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, "timed out"
-        time.sleep(0.01)
-    return time.monotonic() - start
 
 
 class Readers:

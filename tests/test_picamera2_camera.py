@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 from picamera2_standin import CameraRig, encode
+from support import wait_for
 
 from kiosk.drivers import registry
 from kiosk.drivers.base import Camera, HealthStatus, ModuleKind
@@ -30,15 +31,6 @@ QUADRANTS = {  # where in the frame (fractions of width, height), which colour
     (0.25, 0.75): (0, 0, 255),
     (0.75, 0.75): (255, 255, 255),
 }
-
-
-def wait_for(condition, timeout: float = 2.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def first_frame(camera, timeout: float = 2.0):

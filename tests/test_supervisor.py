@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import support
 
 from kiosk.config import ModuleConfig, SessionConfig, StationConfig
 from kiosk.drivers import registry
@@ -34,13 +35,8 @@ FAST = {"poll_s": 0.02, "backoff": (0.02, 0.1)}
 
 
 def wait_until(predicate, timeout: float = 2.0) -> float:
-    """Seconds until ``predicate()`` held; fails the test past ``timeout``."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"not within {timeout} s")
-        time.sleep(0.005)
-    return time.monotonic() - start
+    """As support.wait_until, with this file's shorter default."""
+    return support.wait_until(predicate, timeout)
 
 
 class SickableReader(FakeFingerprintReader):

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support import wait_for
 
 from kiosk.drivers import registry
 from kiosk.drivers.base import Camera, HealthStatus, ModuleKind
@@ -106,15 +107,6 @@ def make_camera():
     yield make
     for camera in made:
         camera.close()
-
-
-def wait_for(condition, timeout: float = 2.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 def first_frame(camera):

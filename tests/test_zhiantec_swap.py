@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import support
 from support import VALID_NIK, PacketCatcher, fake_modules
 
 from kiosk.drivers.base import FingerPhase, ModuleKind
@@ -32,12 +33,8 @@ PULLED_AT = 5  # the cable comes out while the flow waits for the fifth finger
 
 
 def wait_until(condition, timeout: float = 5.0) -> float:
-    """Seconds it took ``condition`` to hold; fails after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, "timed out"
-        time.sleep(0.005)
-    return time.monotonic() - start
+    """As support.wait_until, with the longer wait a pty and a supervisor need here."""
+    return support.wait_until(condition, timeout)
 
 
 def sensor(gap_s: float = 0.25, **options) -> SensorEmulator:
