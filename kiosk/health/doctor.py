@@ -350,22 +350,21 @@ def _configured_driver(config: StationConfig, kind: ModuleKind, simulate: bool) 
     return "fake" if simulate else config.modules[kind].driver
 
 
+def _identity(unit: ModuleInfo | UnitRecord | None) -> dict[str, Any]:
+    """What the report shows of a unit, from a live module or the inventory alike."""
+    if unit is None:
+        return {}
+    fields = ("driver", "model", "serial", "serial_source", "firmware", "simulated")
+    return {field: getattr(unit, field) for field in fields}
+
+
 def _kiosk_view(
     kind: ModuleKind, config: StationConfig, snapshot: InventorySnapshot, simulate: bool
 ) -> ModuleReport:
     entry = snapshot.status.get(str(kind), {})
     status = entry.get("status", "unknown")
     unit = next((u for u in snapshot.units if u.kind == str(kind) and u.installed), None)
-    identity: dict[str, Any] = {}
-    if unit is not None:
-        identity = {
-            "driver": unit.driver,
-            "model": unit.model,
-            "serial": unit.serial,
-            "serial_source": unit.serial_source,
-            "firmware": unit.firmware,
-            "simulated": unit.simulated,
-        }
+    identity = _identity(unit)
     return ModuleReport(
         kind=str(kind),
         **{"driver": _configured_driver(config, kind, simulate), **identity},
@@ -377,17 +376,7 @@ def _kiosk_view(
 
 
 def _checked_view(check: ModuleCheck, config: StationConfig, simulate: bool) -> ModuleReport:
-    info = check.info
-    identity: dict[str, Any] = {}
-    if info is not None:
-        identity = {
-            "driver": info.driver,
-            "model": info.model,
-            "serial": info.serial,
-            "serial_source": info.serial_source,
-            "firmware": info.firmware,
-            "simulated": info.simulated,
-        }
+    identity = _identity(check.info)
     return ModuleReport(
         kind=str(check.kind),
         **{"driver": _configured_driver(config, check.kind, simulate), **identity},
