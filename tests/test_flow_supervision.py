@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from support import VALID_NIK, PacketCatcher, fake_modules, wait_until
+from test_flow import to_face, to_fingerprints
 
 from kiosk.drivers.base import ModuleKind, Signal
 from kiosk.drivers.camera.fake import FakeCamera
@@ -63,10 +64,7 @@ def supervised(tmp_path):
 
 def test_a_pulled_reader_pauses_the_step_and_its_replacement_resumes_it(supervised):
     flow, _, data_dir = supervised
-    flow.start("id")
-    assert flow.submit_nik(VALID_NIK).ok
-    flow.accept_consent()
-    assert flow.capture_face().accepted
+    to_fingerprints(flow)
     for _ in range(4):
         assert flow.capture_finger().accepted
     pulled = flow.capture_finger()  # the fifth: the cable comes out
@@ -92,10 +90,7 @@ def test_a_pulled_reader_pauses_the_step_and_its_replacement_resumes_it(supervis
 
 def test_a_module_going_down_mid_step_is_shown_within_two_seconds(supervised):
     flow, supervision, _ = supervised
-    flow.start("id")
-    assert flow.submit_nik(VALID_NIK).ok
-    flow.accept_consent()
-    assert flow.capture_face().accepted
+    to_fingerprints(flow)
     camera = flow.modules.camera
     camera._script.entries = ("fail",)  # the camera dies while the citizen gives fingers
     supervision.report_fault(ModuleKind.CAMERA, OSError("pulled"))
@@ -107,9 +102,7 @@ def test_a_module_going_down_mid_step_is_shown_within_two_seconds(supervised):
 
 def test_a_module_that_stays_down_is_skipped_and_the_enrollment_saved_incomplete(make_flow):
     flow = make_flow(sink=PacketCatcher())
-    flow.start("id")
-    assert flow.submit_nik(VALID_NIK).ok
-    flow.accept_consent()
+    to_face(flow)
     with pytest.raises(FlowError):
         flow.skip_missing()  # nothing is down: the photo must be taken
     flow.module_down(ModuleKind.CAMERA)
@@ -132,10 +125,7 @@ def test_a_module_that_stays_down_is_skipped_and_the_enrollment_saved_incomplete
 
 def test_captured_fingers_are_kept_when_the_reader_is_skipped(make_flow):
     flow = make_flow(sink=PacketCatcher())
-    flow.start("id")
-    assert flow.submit_nik(VALID_NIK).ok
-    flow.accept_consent()
-    assert flow.capture_face().accepted
+    to_fingerprints(flow)
     for _ in range(3):
         assert flow.capture_finger().accepted
     flow.module_down(ModuleKind.FINGERPRINT)
@@ -163,9 +153,7 @@ def test_a_step_whose_module_is_already_down_says_so_on_arrival(make_flow):
 
 def test_a_module_back_up_clears_the_fault_and_the_step_goes_on(make_flow):
     flow = make_flow()
-    flow.start("id")
-    assert flow.submit_nik(VALID_NIK).ok
-    flow.accept_consent()
+    to_face(flow)
     flow.module_down(ModuleKind.CAMERA)
     flow.module_up(ModuleKind.CAMERA)
     assert flow.fault is None and not flow.down
