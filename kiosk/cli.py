@@ -191,6 +191,16 @@ def _citizen_count(text: str) -> int:
     return count
 
 
+def add_config_option(group: argparse._ActionsContainer, what: str = "station file") -> None:
+    """``--config FILE``, by default $KIOSK_CONFIG or the provisioned station file."""
+    group.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
+        help=f"{what} (default: $KIOSK_CONFIG or {DEFAULT_PATH})",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="kiosk", description="Rekam kiosk: self-service e-KTP recording station."
@@ -200,12 +210,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="start the kiosk window")
-    run.add_argument(
-        "--config",
-        type=Path,
-        default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
-        help=f"station file (default: $KIOSK_CONFIG or {DEFAULT_PATH})",
-    )
+    add_config_option(run)
     run.add_argument(
         "--simulate", action="store_true", help="use simulated modules and the simulation station"
     )
@@ -219,12 +224,7 @@ def parser() -> argparse.ArgumentParser:
         "--to", type=Path, required=True, help="an existing folder, e.g. the USB stick's"
     )
     source = export.add_mutually_exclusive_group()
-    source.add_argument(
-        "--config",
-        type=Path,
-        default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
-        help=f"station file naming the data folder (default: $KIOSK_CONFIG or {DEFAULT_PATH})",
-    )
+    add_config_option(source, "station file naming the data folder")
     source.add_argument("--data-dir", type=Path, help="the data folder itself")
     export.set_defaults(handler=_export)
 
@@ -252,12 +252,7 @@ def parser() -> argparse.ArgumentParser:
         ("selftest", _selftest, "open every module and run its self-test"),
     ):
         command = commands.add_parser(name, help=summary)
-        command.add_argument(
-            "--config",
-            type=Path,
-            default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
-            help=f"station file (default: $KIOSK_CONFIG or {DEFAULT_PATH})",
-        )
+        add_config_option(command)
         command.add_argument(
             "--simulate", action="store_true", help="the simulation station and its fakes"
         )
