@@ -19,6 +19,7 @@ unit back after being down), ``swapped`` (another unit in its place),
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import logging
@@ -59,14 +60,7 @@ class AuditEntry:
     detail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "time": self.time,
-            "event": self.event,
-            "kind": self.kind,
-            "old": self.old,
-            "new": self.new,
-            "detail": self.detail,
-        }
+        return dataclasses.asdict(self)  # the fields, in order: one line of the log
 
 
 def unit_identity(unit: ModuleInfo | UnitRecord | None) -> dict[str, Any] | None:
