@@ -9,6 +9,8 @@ cd "$(dirname "$0")"
 # Runtime libraries for Kivy's SDL2 window (OpenGL through Mesa, EGL for the
 # offscreen test display, mtdev for touchscreens) and Python's venv module.
 APT_PACKAGES=(python3-venv libgl1 libgl1-mesa-dri libegl1 libmtdev1)
+# The tests also run the hub on PostgreSQL and photograph its dashboard in Chromium.
+TEST_APT_PACKAGES=(postgresql chromium)
 VENV=.venv
 # On a Raspberry Pi, the camera stack (libcamera, picamera2) and the GPIO pin
 # library come from the OS, built for it; the virtual environment must see them.
@@ -23,7 +25,7 @@ say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
 install_system_packages() {
     local missing=()
-    for package in "${APT_PACKAGES[@]}"; do
+    for package in "${APT_PACKAGES[@]}" "$@"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
             || missing+=("$package")
     done
@@ -62,7 +64,7 @@ case "$command" in
         exec "$VENV/bin/kiosk" run --simulate "${@:2}"
         ;;
     test)
-        install_system_packages
+        install_system_packages "${TEST_APT_PACKAGES[@]}"
         install_python_packages
         say "lint"
         "$VENV/bin/ruff" check .
