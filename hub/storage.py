@@ -1,0 +1,711 @@
+"""Where the hub keeps things: packet bytes in :class:`Blobs`, everything else in an :class:`Index`.
+
+Two protocols, each with an embedded implementation that needs nothing but a
+folder (:class:`DirectoryBlobs`, :class:`SqliteIndex`) and one for a district
+that runs several hub replicas (``hub.postgres.PostgresIndex``, ``hub.s3.S3Blobs``),
+chosen by :func:`open_index` and :func:`open_blobs`.
+
+Replicas share nothing but the index and the blobs: a station's upload may
+resume on another replica than the one that received its first bytes, so
+partial uploads live in the blobs (one blob per received piece, named in the
+index) and never on a replica's own disk. Every index method is safe when
+several replicas call it at once on the same rows: each write is one
+transaction, and the races that matter are settled by the database (a
+compare-and-set on an upload's offset, a unique key on a packet's SHA-256, a
+unique accepted packet per enrollment, a heartbeat newer than the last).
+
+Blob keys used by the hub (see hub/service.py)::
+
+    uploads/<sha256>/<start, 12 digits>-<random>   a received piece of an upload
+    packets/<sha256>.rekam                         an accepted sealed packet
+    quarantine/<sha256>.rekam                      a rejected one, kept for an investigator
+
+The SQL below is plain enough that PostgreSQL takes it almost as is
+(``?`` becomes ``%s``, BLOB becomes BYTEA, INTEGER offsets BIGINT); times are
+ISO 8601 UTC strings, as everywhere in the project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+
+# A key is path-like: segments of letters, digits, ".", "_", "-", not starting with a
+# dot (temporary files do), so a key can never climb out of the blob folder.
+_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+
+
+class StorageError(Exception):
+    """The hub's index or blob store failed or was misconfigured."""
+
+
+def check_key(key: str) -> str:
+    """``key`` itself when it is a valid blob key; ValueError otherwise."""
+    if not _KEY.fullmatch(key) or ".." in key.split("/"):
+        raise ValueError(f"not a valid blob key: {key!r}")
+    return key
+
+
+def chunk_key(sha256: str, start: int) -> str:
+    """A fresh, unique key for a piece of an upload starting at byte ``start``.
+
+    Unique (a random tail), so two replicas receiving the same bytes at the same
+    offset never overwrite each other's piece: the index names the one that won.
+    """
+    return f"uploads/{sha256}/{start:012d}-{uuid.uuid4().hex[:16]}"
+
+
+def packet_key(sha256: str) -> str:
+    return f"packets/{sha256}.rekam"
+
+
+def quarantine_key(sha256: str) -> str:
+    return f"quarantine/{sha256}.rekam"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("times must carry a UTC offset")
+    return moment.astimezone(UTC).isoformat()
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch: what heartbeats are ordered by (exact, no float)."""
+    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+# -- records ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Station:
+    station_id: str
+    public_key: bytes  # Ed25519, 32 raw bytes
+    registered_at: datetime
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An upload in progress; ``sha256`` (of the whole sealed packet) is its id."""
+
+    sha256: str
+    station_id: str
+    enrollment_id: str  # as the station's metadata said; the packet's header decides
+    length: int
+    offset: int  # bytes received so far, in order, from 0
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A received piece of an upload: bytes ``start`` to ``end`` are in blob ``key``."""
+
+    start: int
+    end: int
+    key: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the hub decided about one sealed packet (one SHA-256)."""
+
+    sha256: str
+    enrollment_id: str
+    station_id: str
+    verdict: str  # ACCEPTED or REJECTED
+    reason: str | None  # a kiosk.packet.seal.Rejection value (or the hub's replay reason)
+    detail: str | None  # the check's own words, for the investigator
+    received_at: datetime
+    size: int
+    blob_key: str  # packets/... or quarantine/...
+    simulated: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == ACCEPTED
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    station_id: str
+    sent_at: datetime  # the station's clock
+    received_at: datetime  # the hub's clock
+    body: dict = field(default_factory=dict)
+
+
+class AlreadyAccepted(StorageError):
+    """Another packet (another SHA-256) of this enrollment was accepted already: a replay."""
+
+    def __init__(self, existing: Verdict) -> None:
+        super().__init__(
+            f"enrollment {existing.enrollment_id} was accepted already as {existing.sha256}"
+        )
+        self.existing = existing
+
+
+# -- protocols ----------------------------------------------------------------------
+
+
+@runtime_checkable
+class Blobs(Protocol):
+    """Packet bytes by key (see :func:`check_key`). Safe to call from several threads
+    and several replicas at once; a put of a key that exists replaces it whole."""
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``; durable when it returns (fsync / the store's ack)."""
+
+    def get(self, key: str) -> bytes:
+        """The bytes under ``key``; KeyError if there are none."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; nothing happens if it is absent."""
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix`` (plain string prefix), sorted."""
+
+
+@runtime_checkable
+class Index(Protocol):
+    """Stations, uploads in progress, verdicts and heartbeats: the hub's shared state.
+
+    Every method is one transaction, safe while other threads and other hub
+    replicas call the same methods on the same rows.
+    """
+
+    # stations
+    def register_station(self, station_id: str, public_key: bytes, registered_at: datetime) -> None:
+        """Add a station, or give a re-provisioned one its new key (the old one stops working)."""
+
+    def station_keys(self) -> dict[str, bytes]:
+        """Station id -> Ed25519 public key bytes, for every registered station."""
+
+    def stations(self) -> list[Station]:
+        """Every registered station, by id."""
+
+    # uploads
+    def create_or_get_upload(self, upload: Upload) -> Upload:
+        """Insert ``upload`` (its offset taken as 0) unless its SHA-256 exists; the stored one.
+
+        Two replicas creating the same upload at once both get the one row.
+        """
+
+    def get_upload(self, sha256: str) -> Upload | None: ...
+
+    def advance_upload(self, sha256: str, from_offset: int, new_offset: int, key: str) -> bool:
+        """Compare-and-set: move the offset from ``from_offset`` to ``new_offset`` and name
+        blob ``key`` as the bytes in between, only if the offset still is ``from_offset``.
+
+        False (and nothing changed) when it is not, or the upload is gone: another
+        request got there first, and the caller deletes its blob.
+        """
+
+    def upload_chunks(self, sha256: str) -> list[Chunk]:
+        """The upload's pieces in order of ``start`` (contiguous from 0 to its offset)."""
+
+    def delete_upload(self, sha256: str) -> None:
+        """Forget the upload and its pieces (the caller deletes the blobs); no error if absent."""
+
+    def uploads(self) -> list[Upload]:
+        """Every upload in progress, oldest first."""
+
+    # verdicts
+    def record_verdict(self, verdict: Verdict) -> Verdict:
+        """Store ``verdict`` unless one exists for its SHA-256; the stored one.
+
+        Raises AlreadyAccepted when ``verdict`` is an acceptance and another SHA-256
+        of the same enrollment was accepted already (decided by a unique key, so two
+        replicas accepting two versions at once cannot both win).
+        """
+
+    def verdict_for_sha(self, sha256: str) -> Verdict | None: ...
+
+    def verdict_for_enrollment(self, enrollment_id: str) -> Verdict | None:
+        """The accepted packet of the enrollment, else its latest rejected one, else None."""
+
+    def verdict_counts(self) -> dict[str, dict[str, int]]:
+        """Station id -> {"accepted": n, "rejected": m} (only stations with verdicts)."""
+
+    def recent_verdicts(self, limit: int) -> list[Verdict]:
+        """The ``limit`` latest verdicts, newest first."""
+
+    # heartbeats
+    def record_heartbeat(self, heartbeat: Heartbeat) -> bool:
+        """Keep ``heartbeat`` as the station's latest if its ``sent_at`` is newer than the
+        latest kept; False (a replay, nothing changed) when it is not."""
+
+    def heartbeats(self) -> list[Heartbeat]:
+        """Each station's latest heartbeat, by station id."""
+
+    def close(self) -> None:
+        """Release connections; idempotent."""
+
+
+# -- embedded blobs: a folder -------------------------------------------------------
+
+
+class DirectoryBlobs:
+    """Blobs as files under ``path``: each put is a temporary file, fsync, rename, fsync
+    of the folder, so a power cut leaves the old bytes or the new, never a torn file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, key: str) -> Path:
+        return self.path / check_key(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        target = self._file(key)
+        self._make_parents(target.parent)
+        temporary = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            temporary.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.replace(temporary, target)
+        _fsync_dir(target.parent)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._file(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def delete(self, key: str) -> None:
+        target = self._file(key)
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(target.parent)
+        # an upload's folder goes once its last piece does; never the top folders
+        folder = target.parent
+        while folder != self.path and folder.parent != self.path:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+
+    def keys(self, prefix: str) -> list[str]:
+        # walk only the deepest folder the prefix names in full
+        head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.path / head if head else self.path
+        if head and not _KEY.fullmatch(head):
+            return []
+        found = []
+        for folder, subfolders, files in os.walk(start):
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            relative = Path(folder).relative_to(self.path).as_posix()
+            for name in files:
+                if name.startswith("."):
+                    continue
+                key = name if relative == "." else f"{relative}/{name}"
+                if key.startswith(prefix):
+                    found.append(key)
+        return sorted(found)
+
+    def _make_parents(self, folder: Path) -> None:
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for made in reversed(missing):
+            made.mkdir(exist_ok=True)
+            _fsync_dir(made.parent)  # the new folder's name is durable too
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- embedded index: SQLite ---------------------------------------------------------
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS stations (
+    station_id TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    registered_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    sha256 TEXT PRIMARY KEY,
+    station_id TEXT NOT NULL,
+    enrollment_id TEXT NOT NULL,
+    total_bytes INTEGER NOT NULL,
+    received_bytes INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS upload_chunks (
+    sha256 TEXT NOT NULL,
+    start_byte INTEGER NOT NULL,
+    end_byte INTEGER NOT NULL,
+    blob_key TEXT NOT NULL,
+    PRIMARY KEY (sha256, start_byte)
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    sha256 TEXT PRIMARY KEY,
+    enrollment_id TEXT NOT NULL,
+    station_id TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT,
+    received_at TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    blob_key TEXT NOT NULL,
+    simulated INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_accepted_per_enrollment
+    ON verdicts (enrollment_id) WHERE verdict = 'accepted';
+CREATE INDEX IF NOT EXISTS verdicts_by_enrollment ON verdicts (enrollment_id, received_at);
+CREATE INDEX IF NOT EXISTS verdicts_by_time ON verdicts (received_at);
+CREATE TABLE IF NOT EXISTS heartbeats (
+    station_id TEXT PRIMARY KEY,
+    sent_at TEXT NOT NULL,
+    sent_us INTEGER NOT NULL,
+    received_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+"""
+
+_VERDICT_COLUMNS = (
+    "sha256, enrollment_id, station_id, verdict, reason, detail, received_at, size, blob_key, "
+    "simulated"
+)
+_UPLOAD_COLUMNS = "sha256, station_id, enrollment_id, total_bytes, received_bytes, created_at"
+
+
+class SqliteIndex:
+    """The index in one SQLite file (WAL, synchronous=FULL: a commit survives a power cut).
+
+    One connection per object, behind a lock; several processes may share the file
+    (write transactions are BEGIN IMMEDIATE, with a busy timeout).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            self._db = None
+            raise StorageError(
+                f"{self.path}: index schema {version} was made by a newer hub "
+                f"(this one knows {SCHEMA_VERSION}); refusing to change it"
+            )
+        with self._transaction() as db:
+            # statement by statement: executescript would commit outside the transaction
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._db is None:
+                raise StorageError(f"{self.path}: the index is closed")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # stations
+
+    def register_station(self, station_id: str, public_key: bytes, registered_at: datetime) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO stations (station_id, public_key, registered_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (station_id) DO UPDATE SET public_key = excluded.public_key, "
+                "registered_at = excluded.registered_at "
+                "WHERE stations.public_key <> excluded.public_key",
+                (station_id, public_key, _iso(registered_at)),
+            )
+
+    def station_keys(self) -> dict[str, bytes]:
+        with self._transaction() as db:
+            rows = db.execute("SELECT station_id, public_key FROM stations").fetchall()
+        return {station_id: bytes(key) for station_id, key in rows}
+
+    def stations(self) -> list[Station]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT station_id, public_key, registered_at FROM stations ORDER BY station_id"
+            ).fetchall()
+        return [Station(s, bytes(k), datetime.fromisoformat(at)) for s, k, at in rows]
+
+    # uploads
+
+    def create_or_get_upload(self, upload: Upload) -> Upload:
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?) "
+                "ON CONFLICT (sha256) DO NOTHING",
+                (
+                    upload.sha256,
+                    upload.station_id,
+                    upload.enrollment_id,
+                    upload.length,
+                    _iso(upload.created_at),
+                ),
+            )
+            row = db.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE sha256 = ?", (upload.sha256,)
+            ).fetchone()
+        return _upload(row)
+
+    def get_upload(self, sha256: str) -> Upload | None:
+        with self._transaction() as db:
+            row = db.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        return _upload(row) if row else None
+
+    def advance_upload(self, sha256: str, from_offset: int, new_offset: int, key: str) -> bool:
+        if new_offset <= from_offset:
+            raise ValueError(f"an upload only moves forward ({from_offset} -> {new_offset})")
+        with self._transaction() as db:
+            moved = db.execute(
+                "UPDATE uploads SET received_bytes = ? WHERE sha256 = ? AND received_bytes = ?",
+                (new_offset, sha256, from_offset),
+            ).rowcount
+            if moved != 1:
+                return False
+            db.execute(
+                "INSERT INTO upload_chunks (sha256, start_byte, end_byte, blob_key) "
+                "VALUES (?, ?, ?, ?)",
+                (sha256, from_offset, new_offset, key),
+            )
+        return True
+
+    def upload_chunks(self, sha256: str) -> list[Chunk]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT start_byte, end_byte, blob_key FROM upload_chunks WHERE sha256 = ? "
+                "ORDER BY start_byte",
+                (sha256,),
+            ).fetchall()
+        return [Chunk(start, end, key) for start, end, key in rows]
+
+    def delete_upload(self, sha256: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM upload_chunks WHERE sha256 = ?", (sha256,))
+            db.execute("DELETE FROM uploads WHERE sha256 = ?", (sha256,))
+
+    def uploads(self) -> list[Upload]:
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads ORDER BY created_at, sha256"
+            ).fetchall()
+        return [_upload(row) for row in rows]
+
+    # verdicts
+
+    def record_verdict(self, verdict: Verdict) -> Verdict:
+        with self._transaction() as db:
+            row = db.execute(
+                f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE sha256 = ?", (verdict.sha256,)
+            ).fetchone()
+            if row:
+                return _verdict(row)
+            try:
+                db.execute(
+                    f"INSERT INTO verdicts ({_VERDICT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        verdict.sha256,
+                        verdict.enrollment_id,
+                        verdict.station_id,
+                        verdict.verdict,
+                        verdict.reason,
+                        verdict.detail,
+                        _iso(verdict.received_at),
+                        verdict.size,
+                        verdict.blob_key,
+                        int(verdict.simulated),
+                    ),
+                )
+            except sqlite3.IntegrityError:  # one_accepted_per_enrollment
+                existing = db.execute(
+                    f"SELECT {_VERDICT_COLUMNS} FROM verdicts "
+                    "WHERE enrollment_id = ? AND verdict = 'accepted'",
+                    (verdict.enrollment_id,),
+                ).fetchone()
+                raise AlreadyAccepted(_verdict(existing)) from None
+        return verdict
+
+    def verdict_for_sha(self, sha256: str) -> Verdict | None:
+        with self._transaction() as db:
+            row = db.execute(
+                f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        return _verdict(row) if row else None
+
+    def verdict_for_enrollment(self, enrollment_id: str) -> Verdict | None:
+        with self._transaction() as db:
+            row = db.execute(
+                f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE enrollment_id = ? "
+                "ORDER BY CASE verdict WHEN 'accepted' THEN 0 ELSE 1 END, received_at DESC "
+                "LIMIT 1",
+                (enrollment_id,),
+            ).fetchone()
+        return _verdict(row) if row else None
+
+    def verdict_counts(self) -> dict[str, dict[str, int]]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT station_id, verdict, COUNT(*) FROM verdicts GROUP BY station_id, verdict"
+            ).fetchall()
+        counts: dict[str, dict[str, int]] = {}
+        for station_id, verdict, count in rows:
+            counts.setdefault(station_id, {ACCEPTED: 0, REJECTED: 0})[verdict] = count
+        return counts
+
+    def recent_verdicts(self, limit: int) -> list[Verdict]:
+        with self._transaction() as db:
+            rows = db.execute(
+                f"SELECT {_VERDICT_COLUMNS} FROM verdicts "
+                "ORDER BY received_at DESC, sha256 LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_verdict(row) for row in rows]
+
+    # heartbeats
+
+    def record_heartbeat(self, heartbeat: Heartbeat) -> bool:
+        with self._transaction() as db:
+            changed = db.execute(
+                "INSERT INTO heartbeats (station_id, sent_at, sent_us, received_at, body) "
+                "VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (station_id) DO UPDATE SET sent_at = excluded.sent_at, "
+                "sent_us = excluded.sent_us, received_at = excluded.received_at, "
+                "body = excluded.body WHERE heartbeats.sent_us < excluded.sent_us",
+                (
+                    heartbeat.station_id,
+                    _iso(heartbeat.sent_at),
+                    micros(heartbeat.sent_at),
+                    _iso(heartbeat.received_at),
+                    json.dumps(heartbeat.body, ensure_ascii=False, sort_keys=True),
+                ),
+            ).rowcount
+        return changed == 1
+
+    def heartbeats(self) -> list[Heartbeat]:
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT station_id, sent_at, received_at, body FROM heartbeats ORDER BY station_id"
+            ).fetchall()
+        return [
+            Heartbeat(s, datetime.fromisoformat(sent), datetime.fromisoformat(got), json.loads(b))
+            for s, sent, got, b in rows
+        ]
+
+
+def _upload(row: tuple) -> Upload:
+    sha256, station_id, enrollment_id, length, offset, created_at = row
+    return Upload(
+        sha256, station_id, enrollment_id, length, offset, datetime.fromisoformat(created_at)
+    )
+
+
+def _verdict(row: tuple) -> Verdict:
+    sha256, enrollment_id, station_id, verdict, reason, detail, at, size, key, simulated = row
+    return Verdict(
+        sha256=sha256,
+        enrollment_id=enrollment_id,
+        station_id=station_id,
+        verdict=verdict,
+        reason=reason,
+        detail=detail,
+        received_at=datetime.fromisoformat(at),
+        size=size,
+        blob_key=key,
+        simulated=bool(simulated),
+    )
+
+
+# -- choosing a backend -------------------------------------------------------------
+
+INDEX_FILE = "index.sqlite3"
+BLOBS_FOLDER = "blobs"
+
+
+def open_index(url: str | None, data_dir: Path | str) -> Index:
+    """The index named by ``url``: None (the data folder's SQLite file),
+    ``sqlite:///<path>``, or ``postgresql://...`` (hub.postgres.PostgresIndex(url))."""
+    if url is None:
+        return SqliteIndex(Path(data_dir) / INDEX_FILE)
+    if url.startswith("sqlite:///"):
+        return SqliteIndex(Path(url.removeprefix("sqlite://")))
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from hub.postgres import PostgresIndex
+        except ImportError as exc:
+            raise StorageError(
+                f"PostgreSQL index unavailable ({exc}); install the hub extra: "
+                "pip install 'rekam-kiosk[hub]'"
+            ) from None
+        return PostgresIndex(url)
+    raise StorageError(f"--database {url!r}: expected postgresql://... or sqlite:///<path>")
+
+
+def open_blobs(url: str | None, data_dir: Path | str) -> Blobs:
+    """The blob store named by ``url``: None (the data folder's ``blobs/``),
+    ``file:///<path>``, or ``s3://<bucket>?endpoint=...`` (hub.s3.S3Blobs(url))."""
+    if url is None:
+        return DirectoryBlobs(Path(data_dir) / BLOBS_FOLDER)
+    if url.startswith("file:///"):
+        return DirectoryBlobs(Path(url.removeprefix("file://")))
+    if url.startswith("s3://"):
+        try:
+            from hub.s3 import S3Blobs
+        except ImportError as exc:
+            raise StorageError(
+                f"S3 blob store unavailable ({exc}); install the hub extra: "
+                "pip install 'rekam-kiosk[hub]'"
+            ) from None
+        return S3Blobs(url)
+    raise StorageError(f"--blobs {url!r}: expected s3://<bucket>?endpoint=... or file:///<path>")
