@@ -107,7 +107,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from figures import machine_line
+from figures import machine_line, throwaway_sealer
 
 import kiosk
 from kiosk.drivers.base import FingerPhase
@@ -120,7 +120,7 @@ from kiosk.errors import KioskError
 from kiosk.flow.machine import EnrollmentFlow, Step
 from kiosk.health.station import StationModules
 from kiosk.simulate import sample_nik
-from kiosk.store.sqlite import STORE_NAME, EnrollmentStore
+from kiosk.store.sqlite import EnrollmentStore
 
 DAY_S = 8 * 3600
 GOAL_PER_DAY = 200
@@ -340,7 +340,7 @@ def run_speed(baud: int, citizens: int, poor_every: int, seed: int) -> SpeedRun:
             run.open_s = time.perf_counter() - started
             if failures:
                 raise KioskError("; ".join(f"{kind}: {err}" for kind, err in failures.items()))
-            store = EnrollmentStore(Path(scratch) / STORE_NAME)
+            store = EnrollmentStore(Path(scratch), throwaway_sealer(f"DAY-{baud}"))
             flow = EnrollmentFlow(
                 station_id=f"DAY-{baud}", modules=modules, sink=store, clock=time.perf_counter
             )

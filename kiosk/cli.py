@@ -20,9 +20,11 @@ from kiosk.health.inventory import INVENTORY_NAME, read_inventory
 from kiosk.health.station import StationModules
 from kiosk.operator_pin import hash_pin, valid_pin
 from kiosk.packet.commands import add_commands as add_packet_commands
-from kiosk.store.export import export_store
+from kiosk.packet.keys import KeyFileError, StationKeyFiles
+from kiosk.packet.seal import Sealer
+from kiosk.store.export import export_packets
 from kiosk.store.preflight import check_data_dir
-from kiosk.store.sqlite import STORE_NAME, EnrollmentStore
+from kiosk.store.sqlite import EnrollmentStore
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -34,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     # The same for the data folder (missing, read-only, full) and the store (damaged,
     # from a newer kiosk): found here, not behind the welcome screen.
     check_data_dir(config.data_dir)
-    store = EnrollmentStore(config.data_dir / STORE_NAME)  # the kiosk then runs on it
+    store = EnrollmentStore(config.data_dir, _sealer(config, args.simulate))
     if not args.verbose:
         logging.getLogger("kiosk").setLevel(logging.INFO)  # the journal keeps each save
     try:
@@ -45,14 +47,30 @@ def _run(args: argparse.Namespace) -> int:
     return run_kiosk(config, modules, store, fullscreen=args.fullscreen, simulate=args.simulate)
 
 
+def _sealer(config: StationConfig, simulate: bool) -> Sealer:
+    """The station's keys, or a one-line error saying which file is missing and why."""
+    if simulate:
+        from kiosk.simulate import simulation_sealer
+
+        return simulation_sealer(config.data_dir, config.station_id)
+    files = StationKeyFiles.in_data_dir(config.data_dir)
+    for path, what in ((files.station_key, "station key"), (files.hub_public, "hub's key")):
+        if not path.exists():
+            raise KeyFileError(
+                f"{path}: no {what}; this station is not provisioned yet (docs/technician.md: "
+                "`kiosk keys station` makes the station key, the hub's hub.pub goes beside it)"
+            )
+    return Sealer.from_key_files(files, config.station_id)
+
+
 def _export(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         data_dir, label = args.data_dir, None
     else:
         config = load_config(args.config)
         data_dir, label = config.data_dir, config.station_id
-    target, count = export_store(data_dir, args.to, label=label)
-    print(f"exported {count} enrollment{'' if count == 1 else 's'} to {target}")
+    target, count = export_packets(data_dir, args.to, label=label, everything=args.all)
+    print(f"exported {count} sealed packet{'' if count == 1 else 's'} to {target}")
     return 0
 
 
@@ -218,10 +236,14 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     export = commands.add_parser(
-        "export", help="copy the store into one file, e.g. on a USB stick (safe while running)"
+        "export",
+        help="copy the sealed packets waiting for the hub to a USB stick (safe while running)",
     )
     export.add_argument(
         "--to", type=Path, required=True, help="an existing folder, e.g. the USB stick's"
+    )
+    export.add_argument(
+        "--all", action="store_true", help="also the packets the hub already acknowledged"
     )
     source = export.add_mutually_exclusive_group()
     add_config_option(source, "station file naming the data folder")

@@ -38,6 +38,7 @@ import contextlib
 import os
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,9 @@ _PIN_WORDS = ("pin", "pass", "sandi", "kode", "code")
 
 # The keys each table may hold; [modules.<kind>] tables are checked against their driver.
 _KEYS = {
-    "": ("station", "modules", "session", "operator"),
+    "": ("station", "modules", "session", "operator", "hub", "store"),
+    "hub": ("url",),
+    "store": ("purge_after_days",),
     "station": ("id", "region", "language", "data_dir"),
     "modules": tuple(str(kind) for kind in ModuleKind),
     "session": (
@@ -102,6 +105,9 @@ class StationConfig:
     modules: dict[ModuleKind, ModuleConfig]
     session: SessionConfig
     operator_pin_hash: str | None = None  # `kiosk hash-pin`'s hash; None: no operator PIN set
+    hub_url: str | None = None  # where `kiosk sync` sends packets; None: not provisioned yet
+    # acknowledged packets stay this long on the kiosk (a second copy while the hub settles)
+    purge_after_days: int = 30
 
 
 def _looks_like_a_pin(value: object) -> bool:
@@ -286,7 +292,33 @@ def _parse(r: _Reader) -> StationConfig:
         min_age_years=r.whole("session.min_age_years", default.min_age_years, 0, 25),
     )
     pin_hash = _operator_pin_hash(r)
-    return StationConfig(r.path, station_id, region, language, data_dir, modules, session, pin_hash)
+    r.only_known_keys("hub")
+    hub_url = _hub_url(r)
+    r.only_known_keys("store")
+    purge_days = r.whole("store.purge_after_days", StationConfig.purge_after_days, 1, 3650)
+    return StationConfig(
+        r.path,
+        station_id,
+        region,
+        language,
+        data_dir,
+        modules,
+        session,
+        pin_hash,
+        hub_url,
+        purge_days,
+    )
+
+
+def _hub_url(r: _Reader) -> str | None:
+    """``hub.url``: an https:// address (the station pins the hub's certificate)."""
+    if "url" not in r.table("hub", required=False):
+        return None
+    url = r.get("hub.url", str, 'the hub\'s address, e.g. "https://hub.example.go.id:8443"')
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise r.fail("hub.url", 'an https:// address, e.g. "https://10.0.0.2:8443"', url)
+    return url.rstrip("/")
 
 
 def _operator_pin_hash(r: _Reader) -> str | None:

@@ -11,7 +11,7 @@ import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -19,7 +19,40 @@ from kiosk.config import SIMULATION_PATH, load_config
 from kiosk.errors import KioskError
 from kiosk.flow.machine import EnrollmentFlow, Step
 from kiosk.health.station import StationModules
-from kiosk.store.sqlite import STORE_NAME, EnrollmentStore
+from kiosk.packet.build import Packet
+from kiosk.packet.keys import (
+    StationKeyFiles,
+    generate_station_key,
+    save_station_public_key,
+    station_public_bytes,
+)
+from kiosk.packet.seal import Sealer
+from kiosk.store.sqlite import EnrollmentStore
+
+SIMULATION_HUB_DIR = "hub"  # inside a simulation's data folder: `kiosk-hub serve --data-dir`
+
+
+def simulation_sealer(data_dir: Path, station_id: str) -> Sealer:
+    """The simulation's keys in ``data_dir``, made on first use: a station key in
+    ``keys/`` and a simulation hub in ``hub/`` (marked SIMULATION there) that knows
+    this station, so `kiosk-hub serve --data-dir DATA/hub` accepts its packets."""
+    from hub.layout import add_station, hub_public_key_path, init_hub, tls_certificate_path
+
+    files = StationKeyFiles.in_data_dir(data_dir)
+    hub_dir = data_dir / SIMULATION_HUB_DIR
+    init_hub(hub_dir, simulation=True)
+    files.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not files.station_key.exists():
+        key = generate_station_key(files.station_key)
+        save_station_public_key(files.station_public, station_public_bytes(key))
+        add_station(hub_dir, station_id, station_public_bytes(key))
+    for source, copy in (
+        (hub_public_key_path(hub_dir), files.hub_public),
+        (tls_certificate_path(hub_dir), files.hub_tls),
+    ):
+        if not copy.exists():
+            copy.write_bytes(source.read_bytes())
+    return Sealer.from_key_files(files, station_id)
 
 
 def sample_nik(rng: random.Random, today: date) -> str:
@@ -37,9 +70,13 @@ class SimulationReport:
     failed: int
     step_seconds: dict[str, list[float]]
     citizen_seconds: list[float]
+    packet_bytes: list[int] = field(default_factory=list)
+    seal_seconds: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
+            "packet_bytes_median": _median(self.packet_bytes),
+            "seal_median_seconds": _median(self.seal_seconds),
             "completed": self.completed,
             "failed": self.failed,
             "step_median_seconds": {  # in the order the citizen walks through them
@@ -47,11 +84,38 @@ class SimulationReport:
                 for step in Step
                 if step in self.step_seconds
             },
-            "citizen_median_seconds": statistics.median(self.citizen_seconds)
-            if self.citizen_seconds
-            else None,
+            "citizen_median_seconds": _median(self.citizen_seconds),
             "citizen_max_seconds": max(self.citizen_seconds, default=None),
         }
+
+
+def _median(values: list) -> float | None:
+    return statistics.median(values) if values else None
+
+
+@dataclass(frozen=True)
+class _MeasuredSealer:
+    """The simulation's sealer, noting for the report each packet's step times, its
+    sealed size and how long sealing took (the store seals inside save())."""
+
+    sealer: Sealer
+    report: SimulationReport
+
+    @property
+    def station_id(self) -> str:
+        return self.sealer.station_id
+
+    def seal(self, packet: Packet) -> bytes:
+        started = time.perf_counter()
+        sealed = self.sealer.seal(packet)
+        self.report.seal_seconds.append(time.perf_counter() - started)
+        self.report.packet_bytes.append(len(sealed))
+        for step, seconds in packet.manifest["step_seconds"].items():
+            self.report.step_seconds.setdefault(step, []).append(seconds)
+        return sealed
+
+    def identity(self, packet: Packet) -> str:
+        return self.sealer.identity(packet)
 
 
 def enroll_one(flow: EnrollmentFlow, nik: str) -> str:
@@ -81,7 +145,10 @@ def simulate(citizens: int, data_dir: Path | None = None, seed: int = 1) -> Simu
     config = load_config(SIMULATION_PATH)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="rekam-sim-") as scratch:
-        store = EnrollmentStore(Path(data_dir or scratch) / STORE_NAME)
+        folder = Path(data_dir or scratch)
+        report = SimulationReport(0, 0, {}, [])
+        sealer = simulation_sealer(folder, config.station_id)
+        store = EnrollmentStore(folder, _MeasuredSealer(sealer, report))
         modules = StationModules.from_config(config, simulate=True)
         modules.open()
         flow = EnrollmentFlow(
@@ -91,20 +158,17 @@ def simulate(citizens: int, data_dir: Path | None = None, seed: int = 1) -> Simu
             session=config.session,
             clock=time.perf_counter,
         )
-        report = SimulationReport(0, 0, {}, [])
         try:
             for _ in range(citizens):
                 started = time.perf_counter()
                 try:
-                    enrollment_id = enroll_one(flow, sample_nik(rng, date.today()))
+                    enroll_one(flow, sample_nik(rng, date.today()))
                 except KioskError:
                     report.failed += 1
                     flow.cancel()
                     continue
                 report.citizen_seconds.append(time.perf_counter() - started)
                 report.completed += 1
-                for step, seconds in store.manifest(enrollment_id)["step_seconds"].items():
-                    report.step_seconds.setdefault(step, []).append(seconds)
         finally:
             modules.close()
             store.close()

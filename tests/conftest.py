@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support import FakeClock, fake_modules
+from support import FakeClock, fake_modules, test_sealer
 
 from kiosk.config import SessionConfig
 from kiosk.flow.machine import EnrollmentFlow
@@ -17,7 +17,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(tmp_path):
-    store = EnrollmentStore(tmp_path / "enrollments.sqlite3")
+    store = EnrollmentStore(tmp_path / "data", test_sealer())
     yield store
     store.close()
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.drivers.camera.fake import FakeCamera
 from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
@@ -13,8 +14,33 @@ from kiosk.drivers.indicators.fake import FakeIndicators
 from kiosk.drivers.signature.fake import FakeSignaturePad
 from kiosk.health.station import StationModules
 from kiosk.packet.build import Packet
+from kiosk.packet.keys import HubPrivateKey, station_public_bytes
+from kiosk.packet.seal import Sealer, open_sealed
 
 VALID_NIK = "3201014101900001"  # Kab. Bogor, a woman born 1 January 1990
+
+# One hub key and one station key for the whole run: stores seal with them, and
+# tests open what a store wrote as the hub would.
+TEST_HUB = HubPrivateKey.generate()
+TEST_STATION_KEY = Ed25519PrivateKey.generate()
+
+
+def test_sealer(station_id: str = "TEST-01") -> Sealer:
+    return Sealer(station_id, TEST_STATION_KEY, TEST_HUB.public_bytes())
+
+
+test_sealer.__test__ = False  # a helper, not a test
+
+
+def stored_packet(store, enrollment_id: str) -> Packet | None:
+    """The packet ``store`` keeps under ``enrollment_id``, opened as the hub would;
+    None when it keeps none."""
+    stored = store.packet(enrollment_id)
+    if stored is None:
+        return None
+    station_keys = {stored.station_id: station_public_bytes(TEST_STATION_KEY)}
+    sealed = store.read_sealed(enrollment_id)
+    return open_sealed(sealed, hub_private_key=TEST_HUB, station_public_keys=station_keys)
 
 
 class FakeClock:

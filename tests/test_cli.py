@@ -8,7 +8,6 @@ import io
 import json
 import os
 import select
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -26,7 +25,13 @@ from kiosk.config import load_config
 from kiosk.drivers import registry
 from kiosk.drivers.base import ModuleKind
 from kiosk.operator_pin import OperatorPin
-from kiosk.store.sqlite import EnrollmentStore
+from kiosk.packet.keys import (
+    HubPrivateKey,
+    StationKeyFiles,
+    generate_station_key,
+    save_hub_public_key,
+)
+from kiosk.store.sqlite import INDEX_NAME, EnrollmentStore
 
 STEPS = ["nik", "consent", "face", "fingerprints", "signature", "review"]
 
@@ -128,11 +133,17 @@ def test_simulate_json_reports_every_step(tmp_path):
     assert all(seconds >= 0 for seconds in report["step_median_seconds"].values())
     assert report["citizen_median_seconds"] > 0
     assert report["citizen_max_seconds"] >= report["citizen_median_seconds"]
-    store = EnrollmentStore(tmp_path / "enrollments.sqlite3")
+    assert 50_000 < report["packet_bytes_median"] <= 150 * 1024  # the issue's goal
+    assert 0 < report["seal_median_seconds"] < report["citizen_median_seconds"]
+    store = EnrollmentStore(tmp_path)
     try:
         assert store.count() == 3
+        assert all(packet.size < 150 * 1024 for packet in store.waiting())
     finally:
         store.close()
+    # a simulation hub that knows this station, for `kiosk-hub serve --data-dir`
+    assert (tmp_path / "hub" / "SIMULATION").exists()
+    assert (tmp_path / "hub" / "stations" / "SIM-01.pub").exists()
 
 
 def test_simulate_plain_text_lists_the_steps(tmp_path):
@@ -220,13 +231,28 @@ def test_run_with_a_data_dir_that_is_a_file_fails_before_the_window(tmp_path):
     assert_one_line_error(result, f"{tmp_path / 'data'}: not a folder")
 
 
+def provision_keys(data: Path) -> None:
+    """A station's keys, as provisioning leaves them in its data folder."""
+    files = StationKeyFiles.in_data_dir(data)
+    files.folder.mkdir(parents=True)
+    generate_station_key(files.station_key)
+    save_hub_public_key(files.hub_public, HubPrivateKey.generate().public_bytes())
+
+
 def test_run_with_a_damaged_store_fails_before_the_window(tmp_path):
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "enrollments.sqlite3").write_bytes(b"not a database at all" * 400)
+    provision_keys(data)
+    (data / INDEX_NAME).write_bytes(b"not a database at all" * 400)
     path = station_file(tmp_path, str(data))
     result = kiosk_reporting_kivy("run", "--config", str(path), cwd=tmp_path)
-    assert_one_line_error(result, "the store file is damaged", "do not delete it")
+    assert_one_line_error(result, "the index is damaged", "do not delete it")
+
+
+def test_run_on_a_station_without_keys_fails_before_the_window(tmp_path):
+    path = station_file(tmp_path, str(tmp_path / "data"))
+    result = kiosk_reporting_kivy("run", "--config", str(path), cwd=tmp_path)
+    key = tmp_path / "data" / "keys" / "station.key"
+    assert_one_line_error(result, f"kiosk: {key}: no station key", "not provisioned")
 
 
 def test_each_log_line_appears_once_after_the_window_is_imported(tmp_path):
@@ -257,28 +283,54 @@ def simulated_store(tmp_path: Path, citizens: int = 2) -> Path:
     return data
 
 
-def stored_ids(path: Path) -> list[str]:
-    with sqlite3.connect(path) as db:
-        return sorted(row[0] for row in db.execute("SELECT enrollment_id FROM enrollments"))
+def stored_ids(data: Path) -> list[str]:
+    store = EnrollmentStore(data)
+    try:
+        return sorted(packet.enrollment_id for packet in store.on_disk())
+    finally:
+        store.close()
 
 
-def test_export_writes_one_private_file_with_every_enrollment(tmp_path):
+def exported_ids(folder: Path) -> list[str]:
+    return sorted(path.name.removesuffix(".rekam") for path in folder.iterdir())
+
+
+def test_export_copies_every_waiting_packet_into_a_new_folder(tmp_path):
     data = simulated_store(tmp_path, citizens=3)
     stick = tmp_path / "usb"
     stick.mkdir()
     result = kiosk("export", "--to", str(stick), "--data-dir", str(data), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     [exported] = list(stick.iterdir())
-    assert result.stdout.strip() == f"exported 3 enrollments to {exported}"
-    assert exported.name.startswith("enrollments-") and exported.suffix == ".sqlite3"
-    assert stat.S_IMODE(exported.stat().st_mode) == 0o600
-    assert stored_ids(exported) == stored_ids(data / "enrollments.sqlite3")
-    assert len(stored_ids(exported)) == 3
-    with sqlite3.connect(exported) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert result.stdout.strip() == f"exported 3 sealed packets to {exported}"
+    assert exported.name.startswith("packets-") and exported.is_dir()
+    assert exported_ids(exported) == stored_ids(data)
+    assert len(exported_ids(exported)) == 3
+    for path in exported.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path.read_bytes() == (data / "packets" / path.name).read_bytes()
     again = kiosk("export", "--to", str(stick), "--data-dir", str(data), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert len(list(stick.iterdir())) == 2  # a second export never overwrites the first
+
+
+def test_export_skips_acknowledged_packets_unless_asked_for_all(tmp_path):
+    data = simulated_store(tmp_path, citizens=2)
+    store = EnrollmentStore(data)
+    first = store.waiting()[0].enrollment_id
+    store.record_verdict(first, accepted=True)
+    store.close()
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    assert (
+        kiosk("export", "--to", str(stick), "--data-dir", str(data), cwd=tmp_path).returncode == 0
+    )
+    [waiting] = list(stick.iterdir())
+    assert first not in exported_ids(waiting) and len(exported_ids(waiting)) == 1
+    result = kiosk("export", "--all", "--to", str(stick), "--data-dir", str(data), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [everything] = [folder for folder in stick.iterdir() if folder != waiting]
+    assert exported_ids(everything) == stored_ids(data)
 
 
 def test_export_reads_the_data_dir_from_the_station_file(tmp_path):
@@ -290,7 +342,7 @@ def test_export_reads_the_data_dir_from_the_station_file(tmp_path):
     assert result.returncode == 0, result.stderr
     [exported] = list(stick.iterdir())
     assert "SIM-01" in exported.name
-    assert len(stored_ids(exported)) == 1
+    assert len(exported_ids(exported)) == 1
 
 
 def test_export_without_a_store_says_so_and_creates_nothing(tmp_path):
@@ -300,7 +352,7 @@ def test_export_without_a_store_says_so_and_creates_nothing(tmp_path):
     result = kiosk("export", "--to", str(stick), "--data-dir", str(empty), cwd=tmp_path)
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
-    assert line.startswith(f"kiosk: {empty / 'enrollments.sqlite3'}: no store here; ")
+    assert line.startswith(f"kiosk: {empty}: no store here; ")
     assert not empty.exists()
     assert list(stick.iterdir()) == []
 
@@ -318,7 +370,7 @@ def test_export_to_a_missing_folder_refuses_rather_than_filling_the_sd_card(tmp_
 def test_simulate_numbers_enrollments_on_across_runs(tmp_path):
     data = simulated_store(tmp_path, citizens=2)
     simulated_store(tmp_path, citizens=3)
-    ids = stored_ids(data / "enrollments.sqlite3")
+    ids = stored_ids(data)
     assert [enrollment_id.rsplit("-", 1)[1] for enrollment_id in ids] == [
         f"{n:06d}" for n in range(1, 6)
     ]

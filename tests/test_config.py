@@ -472,7 +472,7 @@ UNKNOWN = {
     "unknown top-level table": (
         STATION + '\n[network]\nhub = "https://hub.example"\n',
         "network",
-        "one of station, modules, session, operator; got an unknown table",
+        "one of station, modules, session, operator, hub, store; got an unknown table",
     ),
     "misspelt station table": (
         STATION.replace("[station]", "[stations]"),
@@ -482,7 +482,7 @@ UNKNOWN = {
     "unknown top-level key": (
         "debug = true\n" + STATION,
         "debug",
-        "one of station, modules, session, operator; got an unknown key",
+        "one of station, modules, session, operator, hub, store; got an unknown key",
     ),
     "misspelt driver key": (
         edited('[modules.indicators]\ndriver = "fake"', '[modules.indicators]\ndrvier = "fake"'),
@@ -672,3 +672,26 @@ def test_an_operator_table_inside_the_operator_table_is_refused(tmp_path):
 def test_operator_not_a_table_is_refused(tmp_path):
     path = write(tmp_path, "operator = true\n" + STATION)
     assert config_error(path) == f"{path}: operator: expected a table [operator]; got True"
+
+
+def test_the_hub_address_and_the_purge_delay_are_read(tmp_path):
+    text = STATION + '\n[hub]\nurl = "https://10.0.0.2:8443/"\n\n[store]\npurge_after_days = 7\n'
+    config = load_config(write(tmp_path, text))
+    assert config.hub_url == "https://10.0.0.2:8443"
+    assert config.purge_after_days == 7
+    plain = load_config(write(tmp_path, STATION))
+    assert (plain.hub_url, plain.purge_after_days) == (None, 30)
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('[hub]\nurl = "http://10.0.0.2"', "hub.url: expected an https:// address"),
+        ('[hub]\nurl = "https://"', "hub.url: expected an https:// address"),
+        ("[store]\npurge_after_days = 0", "store.purge_after_days: expected between 1 and 3650"),
+        ('[hub]\naddress = "https://x"', "hub.address: expected one of url"),
+    ],
+)
+def test_a_bad_hub_address_or_purge_delay_is_a_clear_error(tmp_path, table, expected):
+    path = write(tmp_path, STATION + "\n" + table + "\n")
+    assert config_error(path).startswith(f"{path}: {expected}")

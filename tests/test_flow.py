@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from support import VALID_NIK, fake_modules
+from support import VALID_NIK, fake_modules, stored_packet
 
 from kiosk.config import SessionConfig
 from kiosk.drivers.base import ModuleKind, Signal
@@ -16,6 +16,7 @@ from kiosk.errors import FlowError, StoreError
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.machine import EnrollmentFlow, Notice, Retake, Step
 from kiosk.flow.nik import NikError
+from kiosk.packet.seal import MAGIC
 
 SIGNATURE = [(0.1 + i * 0.02, 0.5 + (i % 5) * 0.05, i * 0.01) for i in range(40)]
 
@@ -54,7 +55,7 @@ def test_whole_enrollment_is_saved_with_modules_and_consent(make_flow, store):
 
     assert flow.step is Step.DONE
     assert enrollment_id and enrollment_id.startswith("TEST-01-")
-    manifest = store.manifest(enrollment_id)
+    manifest = stored_packet(store, enrollment_id).manifest
     assert manifest["nik"] == VALID_NIK
     assert manifest["consent"]["language"] == "id"
     assert [f["position"] for f in manifest["fingers"]] == list(range(1, 11))
@@ -63,7 +64,7 @@ def test_whole_enrollment_is_saved_with_modules_and_consent(make_flow, store):
     assert [unit["kind"] for unit in units] == ["camera", "fingerprint", "signature"]
     assert all(unit["simulated"] is True and unit["serial"] for unit in units)
     assert units[manifest["face"]["module"]]["kind"] == "camera"
-    files = store.files(enrollment_id)
+    files = stored_packet(store, enrollment_id).files
     assert files["face.jpg"][:2] == b"\xff\xd8"  # a JPEG
     assert {f"finger-{n:02d}.wsq" for n in range(1, 11)} <= files.keys()
     assert files["finger-01.wsq"][:2] == b"\xff\xa0"  # WSQ
@@ -88,7 +89,7 @@ def test_every_step_duration_is_recorded(make_flow, clock, store):
     flow.modules.signature.sign()
     flow.submit_signature()
     clock.advance(9)
-    manifest = store.manifest(flow.save())
+    manifest = stored_packet(store, flow.save()).manifest
     assert manifest["step_seconds"] == {
         "nik": 20,
         "consent": 30,
@@ -186,7 +187,7 @@ def test_three_poor_prints_flag_the_finger_for_the_operator(make_flow, store):
         flow.capture_finger()
     flow.modules.signature.sign()
     flow.submit_signature()
-    manifest = store.manifest(flow.save())
+    manifest = stored_packet(store, flow.save()).manifest
     assert manifest["exceptions"] == [{"finger": 1, "reason": "unusable"}]
 
 
@@ -201,14 +202,14 @@ def test_missing_and_injured_fingers_are_recorded_and_flagged(make_flow, store):
         flow.capture_finger()
     flow.modules.signature.sign()
     flow.submit_signature()
-    manifest = store.manifest(flow.save())
+    manifest = stored_packet(store, flow.save()).manifest
     assert manifest["exceptions"] == [
         {"finger": 1, "reason": "missing"},
         {"finger": 3, "reason": "injured"},
     ]
     thumb = manifest["fingers"][0]
     assert thumb["image"] is None and thumb["exception"] == "missing"
-    assert "finger-01.wsq" not in store.files(manifest["enrollment_id"])
+    assert "finger-01.wsq" not in stored_packet(store, manifest["enrollment_id"]).files
 
 
 def test_waiting_for_a_finger_uses_no_try(make_flow):
@@ -446,10 +447,10 @@ def test_store_failure_keeps_the_enrollment_to_save_again(make_flow, store):
     sink.full = False
     enrollment_id = flow.save()
     assert flow.step is Step.DONE
-    assert store.manifest(enrollment_id)["nik"] == VALID_NIK
+    assert stored_packet(store, enrollment_id).manifest["nik"] == VALID_NIK
 
 
-def test_real_module_data_is_never_stored_in_clear(make_flow, store):
+def test_real_module_data_is_stored_sealed_only(make_flow, store):
     modules = fake_modules()
     modules.signature = TouchSignaturePad()  # the real touchscreen backend
     modules.signature.open()
@@ -457,9 +458,13 @@ def test_real_module_data_is_never_stored_in_clear(make_flow, store):
     to_signature(flow)
     flow.add_signature_stroke(SIGNATURE)
     flow.submit_signature()
-    assert flow.save() is None
-    assert flow.problem == "flow.save.failed"
-    assert store.count() == 0
+    enrollment_id = flow.save()
+    assert enrollment_id is not None
+    assert not stored_packet(store, enrollment_id).simulated
+    written = [path for path in store.packets_dir.iterdir()]
+    assert [path.name for path in written] == [f"{enrollment_id}.rekam"]
+    assert written[0].read_bytes().startswith(MAGIC)
+    assert VALID_NIK.encode() not in written[0].read_bytes()
 
 
 @pytest.mark.parametrize(

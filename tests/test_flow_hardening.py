@@ -8,7 +8,7 @@ import logging
 from datetime import UTC, datetime
 
 import pytest
-from support import VALID_NIK, PacketCatcher
+from support import VALID_NIK, PacketCatcher, stored_packet
 from test_flow import to_fingerprints, to_review
 
 from kiosk.config import SessionConfig
@@ -142,7 +142,7 @@ def test_ten_skipped_fingers_wait_for_the_operator_instead_of_saving(operator_fl
     assert flow.step is Step.OPERATOR and flow.problem == "operator.pin.wrong"
     assert flow.operator_approve(PIN)
     assert flow.step is Step.DONE
-    manifest = store.manifest(flow.saved_id)
+    manifest = stored_packet(store, flow.saved_id).manifest
     assert len(manifest["exceptions"]) == 10
     assert manifest["operator_approvals"] == [
         {"reason": "finger_exceptions", "approved_at": TODAY.isoformat()}
@@ -285,7 +285,7 @@ def test_the_nik_can_be_corrected_from_the_review(make_flow, store):
     other = "3201010101900002"
     assert flow.submit_nik(other).ok
     assert flow.step is Step.REVIEW  # straight back: consent and captures are kept
-    assert store.manifest(flow.save())["nik"] == other
+    assert stored_packet(store, flow.save()).manifest["nik"] == other
 
 
 def test_declining_consent_says_so_on_welcome_for_a_while(make_flow, clock, store):
@@ -357,7 +357,7 @@ def test_the_store_has_room_while_the_disk_has_a_packet_and_margin(tmp_path, mon
 
     from kiosk.store import sqlite
 
-    kept = sqlite.EnrollmentStore(tmp_path / "store.sqlite3")
+    kept = sqlite.EnrollmentStore(tmp_path / "data")
     try:
         usage = shutil.disk_usage(tmp_path)
         monkeypatch.setattr(

@@ -65,6 +65,38 @@ class KeyFileExists(KioskError, FileExistsError):
     """A key file was not made because a file of that name exists already."""
 
 
+@dataclass(frozen=True)
+class StationKeyFiles:
+    """Where a station keeps its keys: ``keys/`` in its data folder, written at provisioning.
+
+    ``station.key`` (private, 0600) signs its packets and heartbeats; ``station.pub``
+    goes to the hub; ``hub.pub`` is the key packets are sealed to; ``hub-tls.pem``
+    is the hub's TLS certificate, the only one the station trusts (pinned).
+    """
+
+    folder: Path
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path | str) -> StationKeyFiles:
+        return cls(Path(data_dir) / "keys")
+
+    @property
+    def station_key(self) -> Path:
+        return self.folder / "station.key"
+
+    @property
+    def station_public(self) -> Path:
+        return self.folder / "station.pub"
+
+    @property
+    def hub_public(self) -> Path:
+        return self.folder / "hub.pub"
+
+    @property
+    def hub_tls(self) -> Path:
+        return self.folder / "hub-tls.pem"
+
+
 def key_id(public_bytes: bytes) -> str:
     """The name of a public key: the first 16 hex digits of the SHA-256 of its bytes."""
     return hashlib.sha256(public_bytes).hexdigest()[:16]

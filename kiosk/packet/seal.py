@@ -52,9 +52,11 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -67,8 +69,11 @@ from kiosk.packet.build import Packet
 from kiosk.packet.keys import (
     STATION_PUBLIC_BYTES,
     HubPrivateKey,
+    StationKeyFiles,
     hub_hpke_public_key,
     key_id,
+    load_hub_public_key,
+    load_station_key,
     station_public_bytes,
 )
 
@@ -78,6 +83,7 @@ SUITE_NAME = "HPKE-MLKEM768X25519-HKDFSHA256-ChaCha20Poly1305"
 PURPOSE = "rekam-kiosk enrollment packet"
 INFO_LABEL = b"rekam-kiosk packet v1 hpke info\x00"
 SIGN_LABEL = b"rekam-kiosk packet v1 signature\x00"
+IDENTITY_LABEL = b"rekam-kiosk store identity v1\x00"
 MANIFEST_NAME = "manifest.json"
 
 _SUITE = Suite(KEM.MLKEM768_X25519, KDF.HKDF_SHA256, AEAD.CHACHA20_POLY1305)
@@ -192,6 +198,38 @@ def seal(
     return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes)) + header_bytes + body
 
 
+@dataclass(frozen=True)
+class Sealer:
+    """What a station seals with: its id, its signing key and the hub's public key."""
+
+    station_id: str
+    station_key: Ed25519PrivateKey = field(repr=False)
+    hub_public_key: bytes = field(repr=False)
+
+    @classmethod
+    def from_key_files(cls, files: StationKeyFiles, station_id: str) -> Sealer:
+        """Load the station's keys; KeyFileError/KeyFileExposed/OSError name the file."""
+        return cls(
+            station_id, load_station_key(files.station_key), load_hub_public_key(files.hub_public)
+        )
+
+    def seal(self, packet: Packet) -> bytes:
+        return seal(
+            packet,
+            station_key=self.station_key,
+            station_id=self.station_id,
+            hub_public_key=self.hub_public_key,
+        )
+
+    def identity(self, packet: Packet) -> str:
+        """A keyed hash of who the packet is about (station, NIK, start, sequence): lets
+        the store tell a retried save from another citizen's under the same id without
+        keeping the NIK, or a hash of it anyone could reverse by trying every NIK."""
+        secret = hashlib.sha256(IDENTITY_LABEL + self.station_key.private_bytes_raw()).digest()
+        who = _canonical([packet.manifest.get(key) for key in ("station", "nik", "started_at")])
+        return hmac.new(secret, who, hashlib.sha256).hexdigest()
+
+
 def _split(data: bytes) -> tuple[dict, bytes, bytes]:
     """The header (checked for shape), its bytes and the body of a sealed packet."""
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
@@ -220,9 +258,9 @@ def _split(data: bytes) -> tuple[dict, bytes, bytes]:
         raise PacketRejected(Rejection.BAD_HEADER, f"not JSON ({exc})") from None
     if not isinstance(header, dict):
         raise PacketRejected(Rejection.BAD_HEADER, "not a JSON object")
-    for field, kind in _HEADER_FIELDS.items():
-        if type(header.get(field)) is not kind:
-            raise PacketRejected(Rejection.BAD_HEADER, f"{field!r} missing or not {kind.__name__}")
+    for name, kind in _HEADER_FIELDS.items():
+        if type(header.get(name)) is not kind:
+            raise PacketRejected(Rejection.BAD_HEADER, f"{name!r} missing or not {kind.__name__}")
     if set(header) != set(_HEADER_FIELDS):
         raise PacketRejected(Rejection.BAD_HEADER, f"unexpected fields {sorted(set(header))}")
     if _canonical(header) != header_bytes:

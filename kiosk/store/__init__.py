@@ -6,16 +6,17 @@ from typing import Protocol
 
 from kiosk.packet.build import Packet
 
-# What the consent text may promise: it may say the data is encrypted on the
-# kiosk only when this is True (sealed packets, issue 7); a test ties the two.
-BIOMETRICS_ENCRYPTED_AT_REST = False
+# What the consent text may promise: it says the data is locked (encrypted) on the
+# kiosk because the store keeps only sealed packets (kiosk.store.sqlite); a test
+# ties the sentence to this, and another checks the data folder for clear data.
+BIOMETRICS_ENCRYPTED_AT_REST = True
 
 
 class EnrollmentSink(Protocol):
     """Where the flow hands a finished enrollment; the only way data reaches disk."""
 
     def save(self, packet: Packet) -> None:
-        """Keep ``packet`` durably, or raise StoreError and keep nothing.
+        """Seal ``packet`` and keep it durably, or raise StoreError and keep nothing.
 
         Saving an enrollment already kept (a retry) succeeds and keeps nothing new.
         """

@@ -1,9 +1,13 @@
-"""Copy the store into one consistent file, e.g. on a USB stick: ``kiosk export``.
+"""Copy sealed packets to a USB stick: ``kiosk export --to DIR``.
 
-The copy goes through SQLite's backup API, so it holds every committed
-enrollment, including those still only in the -wal file, and it is safe while
-the kiosk runs. The result is a single file (rollback journal, not WAL) that
-opens on its own anywhere.
+For offices with no link: the hub imports the folder (``kiosk-hub import DIR``)
+with the same checks as an upload. Packets are sealed, so the stick carries no
+biometrics in clear. Safe while the kiosk runs; it changes no packet's state
+(only the hub's acknowledgement, through sync, does).
+
+The export is one new folder, ``<station>-<date>-<time>``, written as
+``<name>.partial`` and renamed once every file in it is on the stick (fsync), so
+a folder without ``.partial`` is complete.
 """
 
 from __future__ import annotations
@@ -11,47 +15,53 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sqlite3
+import shutil
 from datetime import datetime
 from pathlib import Path
 
 from kiosk.errors import StoreError
-from kiosk.store.sqlite import FILE_MODE, STORE_NAME, explain
-
-
-def _private_new_file(path: Path) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    try:
-        # the umask cut the mode; a FAT stick has no modes and may refuse the change
-        with contextlib.suppress(PermissionError):
-            os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+from kiosk.store.sqlite import INDEX_NAME, EnrollmentStore, fsync_dir
 
 
 def _target(to_dir: Path, label: str | None, now: datetime) -> Path:
-    stem = "-".join(part for part in ("enrollments", label, f"{now:%Y%m%d-%H%M%S}") if part)
+    stem = "-".join(part for part in ("packets", label, f"{now:%Y%m%d-%H%M%S}") if part)
     for n in range(1, 1000):
-        name = f"{stem}.sqlite3" if n == 1 else f"{stem}-{n}.sqlite3"
+        name = stem if n == 1 else f"{stem}-{n}"
         path = to_dir / name
         if not path.exists() and not path.with_name(name + ".partial").exists():
             return path
     raise StoreError(f"{to_dir}: too many exports named {stem}; use another folder")
 
 
-def export_store(
-    data_dir: Path, to_dir: Path, label: str | None = None, now: datetime | None = None
-) -> tuple[Path, int]:
-    """Copy ``data_dir``'s store into a new 0600 file in ``to_dir``.
+def _copy(data: bytes, path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)  # on the stick before it is pulled
+    finally:
+        os.close(fd)
 
-    ``label`` (the station id) goes into the file name. Returns the new file and
-    how many enrollments it holds. Never creates a store or the target folder;
-    raises StoreError with a one-line message.
+
+def export_packets(
+    data_dir: Path,
+    to_dir: Path,
+    label: str | None = None,
+    everything: bool = False,
+    now: datetime | None = None,
+) -> tuple[Path, int]:
+    """Copy the packets waiting for the hub (``everything``: every packet still on
+    the kiosk) from ``data_dir`` into a new folder in ``to_dir``.
+
+    ``label`` (the station id) goes into the folder's name. Returns the folder and
+    how many packets it holds. Never creates a store or the target folder; raises
+    StoreError with a one-line message. A damaged packet is quarantined on the
+    kiosk and named in the error, after the others are copied.
     """
-    source = data_dir / STORE_NAME
-    if not source.is_file():
+    if not (data_dir / INDEX_NAME).is_file():
         raise StoreError(
-            f"{source}: no store here; check --data-dir, or station.data_dir in the station file"
+            f"{data_dir}: no store here; check --data-dir, or station.data_dir in the station file"
         )
     if not to_dir.is_dir():
         problem = "not a folder" if to_dir.exists() else "does not exist"
@@ -59,45 +69,34 @@ def export_store(
         raise StoreError(f"{to_dir}: {problem}; mount the USB stick and give its folder")
     target = _target(to_dir, label, now or datetime.now().astimezone())
     partial = target.with_name(target.name + ".partial")
+    store = EnrollmentStore(data_dir)
+    damaged: list[str] = []
     try:
-        _private_new_file(partial)
-    except OSError as exc:
-        raise StoreError(
-            f"{to_dir}: cannot write there ({exc.strerror}); try another folder"
-        ) from exc
-    try:
-        # mode=rw: a wrong path must fail, not make an empty store
-        src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=rw", uri=True)
-        try:
-            dest = sqlite3.connect(partial)
+        packets = store.on_disk() if everything else store.waiting()
+        partial.mkdir()
+        for stored in packets:
             try:
-                src.backup(dest)
-                dest.execute("PRAGMA journal_mode=DELETE")  # one file, no -wal beside it
-                if dest.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-                    raise StoreError(
-                        f"{source}: the copy does not check out; call a technician, "
-                        "keep the store files as they are"
-                    )
-                count = dest.execute("SELECT count(*) FROM enrollments").fetchone()[0]
-            finally:
-                dest.close()
-        finally:
-            src.close()
-        with open(partial, "rb+") as written:
-            os.fsync(written.fileno())  # on the stick before it is pulled
-        if target.exists():
-            raise StoreError(f"{target}: appeared during the export; export again")
+                data = store.read_sealed(stored.enrollment_id)
+            except StoreError as exc:
+                damaged.append(str(exc))
+                continue
+            _copy(data, partial / stored.path.name)
+        fsync_dir(partial)
         partial.rename(target)
-    except BaseException as exc:
+        fsync_dir(to_dir)
+    except OSError as exc:
         with contextlib.suppress(OSError):
-            partial.unlink()
-        if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or (
-            isinstance(exc, OSError) and exc.errno == errno.ENOSPC
-        ):
+            shutil.rmtree(partial)
+        if isinstance(exc, StoreError):
+            raise
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StoreError(f"{to_dir}: full; use a USB stick with more room") from exc
-        if isinstance(exc, sqlite3.Error):
-            raise StoreError(explain(exc, source)) from exc
-        if isinstance(exc, OSError) and not isinstance(exc, StoreError):
-            raise StoreError(f"{to_dir}: cannot write the export ({exc.strerror})") from exc
-        raise
-    return target, count
+        raise StoreError(f"{to_dir}: cannot write the export ({exc.strerror})") from exc
+    finally:
+        store.close()
+    if damaged:
+        raise StoreError(
+            f"exported {len(packets) - len(damaged)} packets to {target}, but "
+            f"{len(damaged)} were damaged and kept aside: {damaged[0]}"
+        )
+    return target, len(packets)

@@ -22,7 +22,7 @@ if not os.environ.get("DISPLAY"):
     os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
 
 import pytest
-from support import FakeClock, fake_modules
+from support import FakeClock, fake_modules, test_sealer
 
 from kiosk.config import SessionConfig
 from kiosk.flow.machine import EnrollmentFlow, Step
@@ -197,7 +197,7 @@ class Kiosk:
 def running_app(tmp_path_factory) -> Iterator:
     from kiosk.app import KioskApp
 
-    store = EnrollmentStore(tmp_path_factory.mktemp("ui") / "first.sqlite3")
+    store = EnrollmentStore(tmp_path_factory.mktemp("ui"), test_sealer("UI-01"))
     flow = EnrollmentFlow(station_id="UI-01", modules=fake_modules(), sink=store)
     app = KioskApp(flow)
     app._run_prepare()  # builds the root and opens the window without blocking
@@ -216,7 +216,7 @@ def kiosk(running_app, tmp_path) -> Iterator[Kiosk]:
     stores = []
 
     def attach(clock=None, session=None, station_id="UI-01", **options) -> EnrollmentFlow:
-        store = EnrollmentStore(tmp_path / f"store-{len(stores)}.sqlite3")
+        store = EnrollmentStore(tmp_path / f"store-{len(stores)}", test_sealer(station_id))
         stores.append(store)
         flow = EnrollmentFlow(
             station_id=station_id,

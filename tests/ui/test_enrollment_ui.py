@@ -7,7 +7,7 @@ the README shows.
 from __future__ import annotations
 
 import pytest
-from support import VALID_NIK
+from support import VALID_NIK, stored_packet
 
 from kiosk.flow.fingers import Finger
 from kiosk.flow.machine import Step
@@ -125,7 +125,7 @@ def test_a_citizen_enrolls_by_touch(kiosk, language):
     assert kiosk.widget("qr").texture.size[0] > 100
     assert kiosk.shows(t("done.operator_check", count=1))
     kiosk.screenshot("09-done" if language == "id" else "en-09-done")
-    manifest = kiosk.store.manifest(enrollment_id)
+    manifest = stored_packet(kiosk.store, enrollment_id).manifest
     assert manifest["language"] == language
     assert manifest["exceptions"] == [{"finger": 10, "reason": "injured"}]
     assert manifest["signature"]["stroke_count"] == len(SIGNATURE_STROKES)

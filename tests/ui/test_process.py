@@ -40,5 +40,6 @@ def test_kiosk_run_stops_cleanly_on_a_signal(tmp_path, signum):
         if process.poll() is None:
             process.kill()
             process.wait()
-    # the simulation station keeps its store under the user's data folder
-    assert (tmp_path / ".local/share/rekam-kiosk/simulation/enrollments.sqlite3").exists()
+    # the simulation station keeps its store and keys under the user's data folder
+    data = tmp_path / ".local/share/rekam-kiosk/simulation"
+    assert (data / "index.sqlite3").exists() and (data / "keys" / "station.key").exists()
