@@ -6,14 +6,19 @@ import argparse
 import getpass
 import json
 import logging
-import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
 from kiosk import __version__
-from kiosk.config import DEFAULT_PATH, SIMULATION_PATH, StationConfig, load_config
+from kiosk.config import (
+    DEFAULT_PATH,
+    SIMULATION_PATH,
+    StationConfig,
+    add_config_option,
+    load_config,
+)
 from kiosk.errors import DriverError, KioskError
 from kiosk.health.doctor import check_station, doctor, kiosk_is_running, station_factories
 from kiosk.health.inventory import INVENTORY_NAME, read_inventory
@@ -25,6 +30,7 @@ from kiosk.packet.seal import Sealer
 from kiosk.store.export import export_packets
 from kiosk.store.preflight import check_data_dir
 from kiosk.store.sqlite import EnrollmentStore
+from kiosk.sync.commands import add_commands as add_sync_commands
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -209,16 +215,6 @@ def _citizen_count(text: str) -> int:
     return count
 
 
-def add_config_option(group: argparse._ActionsContainer, what: str = "station file") -> None:
-    """``--config FILE``, by default $KIOSK_CONFIG or the provisioned station file."""
-    group.add_argument(
-        "--config",
-        type=Path,
-        default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
-        help=f"{what} (default: $KIOSK_CONFIG or {DEFAULT_PATH})",
-    )
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="kiosk", description="Rekam kiosk: self-service e-KTP recording station."
@@ -291,6 +287,7 @@ def parser() -> argparse.ArgumentParser:
     emulate.add_argument("args", nargs=argparse.REMAINDER, help="the emulator's arguments")
     emulate.set_defaults(handler=_emulate)
     add_packet_commands(commands)
+    add_sync_commands(commands)
     return top
 
 

@@ -34,6 +34,7 @@ the PIN: a PIN written in clear is refused, and never repeated in the message.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -369,3 +370,13 @@ def _data_dir(r: _Reader) -> Path:
     if not path.is_absolute():  # relative to whatever folder the kiosk was started in
         raise r.fail(key, 'an absolute folder path (starting with "/" or "~")', text)
     return path
+
+
+def add_config_option(group: argparse._ActionsContainer, what: str = "station file") -> None:
+    """``--config FILE``, by default $KIOSK_CONFIG or the provisioned station file."""
+    group.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
+        help=f"{what} (default: $KIOSK_CONFIG or {DEFAULT_PATH})",
+    )
