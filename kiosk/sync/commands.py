@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kiosk.config import DEFAULT_PATH, load_config
+from kiosk.config import add_config_option, load_config
 from kiosk.packet.keys import StationKeyFiles, load_station_key
 from kiosk.store.sqlite import INDEX_NAME, EnrollmentStore, PacketState
 from kiosk.sync.client import HubClient, SyncError, SyncSetupError
@@ -249,13 +248,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "packets, until SIGTERM.",
     )
     source = sync.add_mutually_exclusive_group()
-    source.add_argument(
-        "--config",
-        type=Path,
-        default=Path(os.environ.get("KIOSK_CONFIG", DEFAULT_PATH)),
-        help=f"station file naming the data folder and [hub] url (default: $KIOSK_CONFIG "
-        f"or {DEFAULT_PATH})",
-    )
+    add_config_option(source, "station file naming the data folder and [hub] url")
     source.add_argument("--data-dir", type=Path, help="the data folder itself (with --hub)")
     sync.add_argument("--hub", help="the hub's address, https://HOST:PORT")
     sync.add_argument("--forever", action="store_true", help="keep syncing until stopped")

@@ -330,6 +330,7 @@ def sync_forever(
     backoff: Backoff | None = None,
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wait: Callable[[float], object] | None = None,
     on_round: Callable[[SyncSummary, float], None] | None = None,
 ) -> SyncTotals:
     """Sync until ``stop`` is set (SIGTERM sets it in `kiosk sync --forever`).
@@ -339,11 +340,13 @@ def sync_forever(
     backoff). A heartbeat (when ``station_key`` is given) goes every
     ``heartbeat_interval_s`` and acknowledged packets are purged every
     ``purge_interval_s``. No fault ends the loop: each is logged and waited out.
-    ``on_round(summary, delay)`` is told of each round (tests, progress).
+    ``on_round(summary, delay)`` is told of each round (tests, progress);
+    ``wait(delay)`` waits between rounds (``stop.wait`` unless a test passes its own).
     """
     settings = settings or SyncSettings()
     backoff = backoff or Backoff()
     stop = stop or threading.Event()
+    wait = wait or stop.wait
     totals = SyncTotals()
     faults = _FaultLog(clock)
     next_heartbeat = clock()
@@ -384,7 +387,7 @@ def sync_forever(
             delay = settings.poll_interval_s
         if on_round is not None:
             on_round(summary, delay)
-        stop.wait(delay)
+        wait(delay)
     return totals
 
 
