@@ -57,10 +57,6 @@ class StoreError(KioskError, OSError):
     """The local store could not keep an enrollment (disk full, corrupt file...)."""
 
 
-class ClearTextRefused(StoreError, PermissionError):
-    """Saving real biometrics unsealed was refused (sealing is not built yet)."""
-
-
 # -- wording shared by one-line error messages -----------------------------------
 
 

@@ -150,6 +150,11 @@ NOTICE_HASHES = {
         "id": "62ce19a38923852e9a3fe0e8132dadd57252939d43d39eb2b8b7831c0e705ae9",
         "en": "4f83df30820ad16c389935a258bb628c1c94bf8db80a9112d5081014188673e8",
     },
+    # v2: the data is locked (encrypted) on the kiosk, and how long it stays there
+    "consent-notice-2026-11-v2": {
+        "id": "d0284f3f5dc2a463f4927c9cb3294709f44052c0cb560cefcf50d7f9a86a74a6",
+        "en": "8ba9b4b712caed330ce63e583381ac262d20771c7d824c89115cce2ed3ab1d47",
+    },
 }
 NOTICE_PARTS = ("title", "body", "accept", "decline")
 

@@ -20,7 +20,7 @@ from kiosk.quality.face import FaceQuality
 from kiosk.quality.fingerprint import FingerprintQuality
 from kiosk.quality.signature import SignatureQuality
 
-CONSENT_NOTICE = "consent-notice-2026-11-v1"  # bump when the consent text changes
+CONSENT_NOTICE = "consent-notice-2026-11-v2"  # bump when the consent text changes
 
 
 def new_enrollment_id(station_id: str, when: datetime, sequence: int) -> str:
