@@ -374,7 +374,13 @@ class PostgresIndex:
                         (verdict.sha256,),
                     ).fetchone()
                     return _verdict(row)
-        except errors.UniqueViolation:  # one_accepted_per_enrollment: another SHA-256 won
+        except errors.UniqueViolation:
+            # ON CONFLICT settles only its own key: a replica inserting these very bytes at
+            # the same moment trips one_accepted_per_enrollment first. Then its verdict stands.
+            same = self.verdict_for_sha(verdict.sha256)
+            if same is not None:
+                return same
+            # one_accepted_per_enrollment: another SHA-256 of the enrollment won
             existing = self._accepted(verdict.enrollment_id)
             if existing is None:  # pragma: no cover - an accepted verdict is never deleted
                 raise StorageError(
