@@ -240,10 +240,12 @@ class HubClient:
     ) -> Verdict:
         """Send the sealed packet ``data`` (resuming a broken upload) and return the verdict.
 
-        ``on_sent`` is called once the hub holds every byte and before its verdict
-        arrives (the packet is *terkirim*), or just before a verdict the hub already
-        had. ``stopping()`` is asked between chunks; True ends the upload with
-        UploadStopped (the hub keeps what arrived).
+        ``on_sent`` is called once the hub says it holds every byte (its offset
+        reached the length, or its verdict came), before the verdict is returned:
+        the packet is *terkirim*. Bytes handed to the connection do not count: a
+        link may drop them after the kernel took them. ``stopping()`` is asked
+        between chunks; True ends the upload with UploadStopped (the hub keeps what
+        arrived).
 
         Raises HubUnreachable (retry later, after a backoff), HubRefused (final for
         this packet), StationRefused (nothing is marked), SyncError.
@@ -255,22 +257,32 @@ class HubClient:
                 f"({len(data)} bytes, sha256 {sha256[:16]}...); it is not sent"
             )
         path = f"/v1/uploads/{sha256}"
+        announced = False
+
+        def all_at_the_hub() -> None:
+            nonlocal announced
+            if on_sent is not None and not announced:
+                announced = True
+                on_sent()
+
         offset: int | None = None
         if self._started.get(sha256) == path:  # a broken upload of ours: ask how far it got
             offset = self._head(path, len(data))
         for _ in range(_MAX_ROUNDS):
+            if offset is not None and offset >= len(data):
+                all_at_the_hub()  # complete at the hub; creating it again gives the verdict
             if offset is None or offset >= len(data):
                 created = self._create(stored, sha256, len(data))
                 if isinstance(created, Verdict):
                     self._started.pop(sha256, None)
-                    if on_sent is not None:
-                        on_sent()
+                    all_at_the_hub()
                     return created
                 offset = created
                 self._started = {sha256: path}  # only the upload under way
-            answer = self._patch(path, data, offset, sha256, on_sent, stopping)
+            answer = self._patch(path, data, offset, sha256, stopping)
             if isinstance(answer, Verdict):
                 self._started.pop(sha256, None)
+                all_at_the_hub()
                 return answer
             offset = answer
         raise HubProtocolError(
@@ -320,7 +332,6 @@ class HubClient:
         data: bytes,
         offset: int,
         sha256: str,
-        on_sent: Callable[[], None] | None,
         stopping: Callable[[], bool] | None,
     ) -> Verdict | int | None:
         """PATCH the rest from ``offset``: the verdict, the hub's new offset, or None
@@ -334,8 +345,6 @@ class HubClient:
                         f"upload stopped at byte {start} of {len(data)}; it resumes there"
                     )
                 yield bytes(view[start : start + CHUNK_BYTES])
-            if on_sent is not None:
-                on_sent()  # every byte is with the connection; the verdict is next
 
         response = self._send(
             "PATCH",

@@ -338,7 +338,8 @@ def sync_forever(
     Each round runs :func:`sync_once`; a round that ended on the hub waits the
     backoff's next delay, any other waits ``poll_interval_s`` (and resets the
     backoff). A heartbeat (when ``station_key`` is given) goes every
-    ``heartbeat_interval_s`` and acknowledged packets are purged every
+    ``heartbeat_interval_s`` (a failed one is tried again in the next round that
+    reached the hub) and acknowledged packets are purged every
     ``purge_interval_s``. No fault ends the loop: each is logged and waited out.
     ``on_round(summary, delay)`` is told of each round (tests, progress);
     ``wait(delay)`` waits between rounds (``stop.wait`` unless a test passes its own).
@@ -373,9 +374,10 @@ def sync_forever(
         if stop.is_set():
             break
         now = clock()
-        if station_key is not None and now >= next_heartbeat:
-            if _send_heartbeat(store, client, data_dir, station_key, station_id, faults):
-                totals.heartbeats += 1
+        # A heartbeat is due until one is taken, tried only in rounds that reached the hub.
+        due = station_key is not None and now >= next_heartbeat and not summary.hub_unreachable
+        if due and _send_heartbeat(store, client, data_dir, station_key, station_id, faults):
+            totals.heartbeats += 1
             next_heartbeat = now + settings.heartbeat_interval_s
         if settings.purge_after_days is not None and now >= next_purge:
             totals.purged += _purge(store, settings.purge_after_days)
