@@ -64,7 +64,12 @@ def test_unknown_upload_and_packet_are_404(serve):
 
 def _drop_mid_body(served, data: bytes, offset: int, sent: int, hub_dir) -> None:
     """A PATCH announcing the rest of ``data`` that sends only ``sent`` bytes, then the
-    connection closes: what a 2G link that drops does."""
+    station's side closes: what a kiosk stopped mid-upload does.
+
+    The close is a clean one (FIN after the bytes, then reading what the server sent,
+    its TLS session tickets): closing with unread bytes would send a reset, and a reset
+    discards what still sits in the hub's receive buffer, which is bytes in flight.
+    """
     context = pinned_context(hub_dir)
     with (
         socket.create_connection(("127.0.0.1", served.port)) as raw,
@@ -81,6 +86,10 @@ def _drop_mid_body(served, data: bytes, offset: int, sent: int, hub_dir) -> None
             ).encode()
             + data[offset : offset + sent]
         )
+        tls.shutdown(socket.SHUT_WR)  # also leaves TLS: what is drained below stays raw
+        tls.settimeout(10)
+        while tls.recv(4096):
+            pass
 
 
 def test_a_patch_dropped_mid_body_keeps_what_arrived_and_resumes(serve, sealed, hub_dir):
