@@ -111,7 +111,7 @@ def test_a_missing_or_bad_certificate_is_one_line(tmp_path):
         pinned_tls_context(tmp_path / "hub-tls.pem")
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate\n")
-    with pytest.raises(SyncSetupError, match="not a PEM certificate|holds no certificate"):
+    with pytest.raises(SyncSetupError, match=r"not a PEM certificate|holds no certificate"):
         pinned_tls_context(bad)
 
 
@@ -362,7 +362,7 @@ def test_days_without_a_hub_back_off_to_the_cap_then_drain_when_it_returns(
             hub.down = False
 
     with caplog.at_level(logging.WARNING, logger="kiosk.sync"):
-        totals, time_, seen = run_forever(store, hub, tmp_path, rounds, on_round=hub_returns)
+        totals, time_, _ = run_forever(store, hub, tmp_path, rounds, on_round=hub_returns)
     assert time_.now > 4 * 24 * 3600
     assert max(time_.waits) == 300.0
     assert time_.waits[:5] == [1.0, 2.0, 4.0, 8.0, 16.0]
@@ -432,9 +432,7 @@ def test_no_inventory_means_no_modules_and_a_damaged_one_is_not_fatal(tmp_path):
     assert modules_for_heartbeat(tmp_path) == []
 
 
-def test_acknowledged_packets_are_purged_by_the_service_and_waiting_ones_never(
-    filled, tmp_path
-):
+def test_acknowledged_packets_are_purged_by_the_service_and_waiting_ones_never(filled, tmp_path):
     first, second = ids(2)
     store = filled(2)
     hub = ScriptedHub({second: "down"})
