@@ -6,6 +6,8 @@ N packets made on the kiosk are exactly N verified packets at the hub."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import signal
 import socket
@@ -25,7 +27,7 @@ from support import VALID_NIK, FakeClock, PacketCatcher, fake_modules, wait_unti
 from hub import layout
 from hub.app import create_app
 from hub.service import Hub
-from kiosk.config import SessionConfig
+from kiosk.config import SIMULATION_PATH, SessionConfig
 from kiosk.flow.machine import EnrollmentFlow
 from kiosk.packet.build import Packet
 from kiosk.packet.keys import (
@@ -608,3 +610,166 @@ def test_a_hub_killed_mid_upload_and_restarted_gets_the_packet_once(kiosk, hub_d
         process.wait(10)
         log.close()
     assert_delivered(hub_dir, kiosk, [first, second])
+
+
+# -- kiosk sync ---------------------------------------------------------------------
+
+
+def kiosk_sync(capsys, *options: str) -> tuple[int, str, str]:
+    """`kiosk sync OPTIONS` in this process: exit status, stdout, stderr."""
+    from kiosk.cli import main
+
+    status = main(["sync", *options])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_kiosk_sync_delivers_and_says_so_in_the_operators_words(kiosk, hub, hub_dir, capsys):
+    ids = kiosk.enroll(2)
+    url = f"https://127.0.0.1:{hub.port}"
+    status, out, _ = kiosk_sync(capsys, "--data-dir", str(kiosk.data_dir), "--hub", url)
+    assert status == 0
+    assert f"{ids[0]}  diterima (accepted by the hub)" in out
+    assert "2 packets sent" in out and "0 still waiting" in out
+    assert "on this kiosk: 0 direkam, 0 terkirim, 2 diterima, 0 ditolak" in out
+    assert_delivered(hub_dir, kiosk, ids)
+    status, out, _ = kiosk_sync(capsys, "--data-dir", str(kiosk.data_dir), "--hub", url, "--json")
+    report = json.loads(out)
+    assert status == 0 and report["delivered_all"] and report["packets"] == []
+    assert report["backlog"]["acknowledged"] == 2 and report["heartbeat_error"] is None
+
+
+def test_kiosk_sync_reads_the_station_file(kiosk, hub, hub_dir, tmp_path, capsys):
+    ids = kiosk.enroll(1)
+    station = tmp_path / "station.toml"
+    text = SIMULATION_PATH.read_text().replace('id = "SIM-01"', f'id = "{STATION}"')
+    text = re.sub(r"data_dir = .*", f'data_dir = "{kiosk.data_dir}"', text)
+    station.write_text(text + f'\n[hub]\nurl = "https://127.0.0.1:{hub.port}"\n')
+    status, out, _ = kiosk_sync(capsys, "--config", str(station), "--json")
+    report = json.loads(out)
+    assert status == 0
+    assert [packet["word"] for packet in report["packets"]] == ["diterima"]
+    assert_delivered(hub_dir, kiosk, ids)
+
+
+def test_kiosk_sync_exits_1_while_packets_wait_for_a_hub_that_is_down(kiosk, capsys):
+    kiosk.enroll(2)
+    url = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    status, out, err = kiosk_sync(capsys, "--data-dir", str(kiosk.data_dir), "--hub", url)
+    assert status == 1
+    assert "error: the hub at" in out and "refused the connection" in out
+    assert "2 still waiting" in out and "2 direkam" in out
+    assert "Traceback" not in out + err
+
+
+def test_kiosk_sync_exits_1_when_the_hub_refused_a_packet(kiosk, hub, capsys):
+    (only,) = kiosk.enroll(1)
+    other_hub = kiosk.data_dir.parent / "other-hub"
+    layout.init_hub(other_hub)
+    foreign = seal(
+        numbered(kiosk.base, 1),
+        station_key=kiosk.station_key,
+        station_id=STATION,
+        hub_public_key=_hub_public(other_hub),
+    )
+    _replace_sealed(kiosk, only, foreign)
+    url = f"https://127.0.0.1:{hub.port}"
+    status, out, _ = kiosk_sync(capsys, "--data-dir", str(kiosk.data_dir), "--hub", url)
+    assert status == 1
+    assert f"{only}  ditolak (refused: " in out
+
+
+@pytest.mark.parametrize(
+    ("setup", "options", "words"),
+    [
+        ("no-cert", ["--hub", "https://127.0.0.1:9"], "hub-tls.pem: the hub's TLS certificate"),
+        ("no-key", ["--hub", "https://127.0.0.1:9"], "station.key: no station key"),
+        ("", ["--hub", "http://127.0.0.1:9"], "https:// only"),
+        ("", ["--hub", "https://"], "names no host"),
+        ("", [], "--data-dir needs --hub"),
+        ("no-store", ["--hub", "https://127.0.0.1:9"], "no packet store here"),
+    ],
+)
+def test_kiosk_sync_setup_errors_are_one_line(kiosk, capsys, setup, options, words):
+    kiosk.enroll(1)
+    if setup == "no-cert":
+        kiosk.keys.hub_tls.unlink()
+    elif setup == "no-key":
+        kiosk.keys.station_key.unlink()
+    elif setup == "no-store":
+        (kiosk.data_dir / "index.sqlite3").rename(kiosk.data_dir / "moved.sqlite3")
+    status, _, err = kiosk_sync(capsys, "--data-dir", str(kiosk.data_dir), *options)
+    assert status == 2
+    assert words in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    if setup != "no-store":
+        assert kiosk.store.packet(numbered(kiosk.base, 1).enrollment_id).state is PacketState.SEALED
+
+
+def test_a_station_file_without_a_hub_address_is_one_line(kiosk, tmp_path, capsys):
+    station = tmp_path / "station.toml"
+    text = re.sub(r"data_dir = .*", f'data_dir = "{kiosk.data_dir}"', SIMULATION_PATH.read_text())
+    station.write_text(text)
+    status, _, err = kiosk_sync(capsys, "--config", str(station))
+    assert status == 2 and "no hub address" in err and "[hub] url" in err
+
+
+def test_kiosk_sync_forever_delivers_then_stops_cleanly_on_sigterm(kiosk, hub, hub_dir):
+    ids = kiosk.enroll(2)
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kiosk.cli",
+            "sync",
+            "--data-dir",
+            str(kiosk.data_dir),
+            "--hub",
+            f"https://127.0.0.1:{hub.port}",
+            "--forever",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: kiosk.store.waiting() == [], timeout=20)
+        wait_until(lambda: _heartbeats(hub) == 1, timeout=10)
+        service.send_signal(signal.SIGTERM)
+        out, err = service.communicate(timeout=10)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+    assert service.returncode == 0, err
+    assert "sync stopped: 2 sent, 2 diterima, 0 ditolak" in out
+    assert "SIGTERM received; stopping" in err
+    assert "Traceback" not in err
+    assert_delivered(hub_dir, kiosk, ids)
+
+
+def _heartbeats(hub: HubServer) -> int:
+    return len(hub.hub.index.heartbeats())
+
+
+def test_a_stop_ends_the_run_after_the_request_under_way_and_nothing_is_lost(
+    kiosk, hub, proxy, client, hub_dir
+):
+    ids = kiosk.enroll(3)
+    first = kiosk.store.packet(ids[0])
+    proxy.throttle(150_000)  # about a second a packet
+    stop = threading.Event()
+    results = []
+    sender = threading.Thread(
+        target=lambda: results.append(sync_once(kiosk.store, client, stop=stop)), name="sync"
+    )
+    sender.start()
+    wait_until(lambda: proxy.bytes_up > first.size // 4, timeout=10)
+    stop.set()  # SIGTERM, while the first packet is on its way
+    sender.join(10)
+    (summary,) = results
+    assert summary.sent <= 1 and summary.errors == [] and summary.left >= 2
+    assert [kiosk.store.packet(i).state for i in ids[1:]] == [PacketState.SEALED] * 2
+    proxy.throttle(None)
+    assert sync_once(kiosk.store, client).left == 0  # the next start sends the rest
+    assert_delivered(hub_dir, kiosk, ids)

@@ -8,7 +8,10 @@ Once: sends what is waiting, oldest first, prints what became of each packet in
 the operator's words and exits 0 when everything waiting was delivered and
 accepted, 1 when something is left (the hub could not be reached) or was
 refused. ``--forever`` runs until SIGTERM or Ctrl-C: retries with backoff, sends
-heartbeats, purges acknowledged packets after ``[store] purge_after_days``.
+heartbeats, purges acknowledged packets after ``[store] purge_after_days``. A stop
+lets the request under way finish (each read or write on the link is bounded by
+the client's timeout); an upload cut short by a harder stop resumes at the next
+start from where the hub's copy ends, so nothing is lost either way.
 """
 
 from __future__ import annotations
