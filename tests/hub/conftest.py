@@ -71,6 +71,17 @@ def make_packet(base_packet) -> Callable[[str, int], Packet]:
 
 
 @pytest.fixture(scope="session")
+def stations() -> tuple[str, ...]:
+    return STATIONS
+
+
+@pytest.fixture(scope="session")
+def pinned() -> Callable[[Path], ssl.SSLContext]:
+    """pinned(hub_dir): a TLS context trusting that hub's certificate only."""
+    return pinned_context
+
+
+@pytest.fixture(scope="session")
 def station_keys() -> dict[str, Ed25519PrivateKey]:
     return {station: Ed25519PrivateKey.generate() for station in STATIONS}
 

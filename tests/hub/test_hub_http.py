@@ -8,7 +8,6 @@ import ssl
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import STATIONS, pinned_context
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support import wait_for
 
@@ -18,7 +17,8 @@ from hub.storage import packet_key, quarantine_key
 from kiosk.packet.keys import HubPrivateKey
 from kiosk.packet.seal import Rejection
 
-STATION = STATIONS[0]
+STATION = "JB-BOGOR-01"  # the first of conftest's stations
+OTHER_STATION = "JB-BOGOR-02"
 
 
 def sha(data: bytes) -> str:
@@ -62,7 +62,7 @@ def test_unknown_upload_and_packet_are_404(serve):
     assert "NOBODY" in missing.json()["error"]
 
 
-def _drop_mid_body(served, data: bytes, offset: int, sent: int, hub_dir) -> None:
+def _drop_mid_body(served, data: bytes, offset: int, sent: int, context: ssl.SSLContext) -> None:
     """A PATCH announcing the rest of ``data`` that sends only ``sent`` bytes, then the
     station's side closes: what a kiosk stopped mid-upload does.
 
@@ -70,7 +70,6 @@ def _drop_mid_body(served, data: bytes, offset: int, sent: int, hub_dir) -> None
     its TLS session tickets): closing with unread bytes would send a reset, and a reset
     discards what still sits in the hub's receive buffer, which is bytes in flight.
     """
-    context = pinned_context(hub_dir)
     with (
         socket.create_connection(("127.0.0.1", served.port)) as raw,
         context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
@@ -92,19 +91,19 @@ def _drop_mid_body(served, data: bytes, offset: int, sent: int, hub_dir) -> None
             pass
 
 
-def test_a_patch_dropped_mid_body_keeps_what_arrived_and_resumes(serve, sealed, hub_dir):
+def test_a_patch_dropped_mid_body_keeps_what_arrived_and_resumes(serve, sealed, hub_dir, pinned):
     served = serve()
     data = sealed()
     assert served.create(data).status_code == 201
     half = len(data) // 2
-    _drop_mid_body(served, data, 0, half, hub_dir)
+    _drop_mid_body(served, data, 0, half, pinned(hub_dir))
 
     def offset() -> int:
         return int(served.client.head(f"/v1/uploads/{sha(data)}").headers["Upload-Offset"])
 
     assert wait_for(lambda: offset() == half, timeout=10), offset()
     # a second drop, from the hub's offset, costs only its own bytes in flight
-    _drop_mid_body(served, data, half, 1000, hub_dir)
+    _drop_mid_body(served, data, half, 1000, pinned(hub_dir))
     assert wait_for(lambda: offset() == half + 1000, timeout=10), offset()
 
     done = served.patch(data, half + 1000)
@@ -280,14 +279,14 @@ def test_heartbeats_are_checked_for_signature_and_replay(serve, station_keys):
     later = moment + timedelta(seconds=30)
     assert served.heartbeat(key, _heartbeat(STATION, later)).status_code == 204
 
-    other = station_keys[STATIONS[1]]
+    other = station_keys[OTHER_STATION]
     forged = served.heartbeat(other, _heartbeat(STATION, later + timedelta(minutes=1)))
     assert forged.status_code == 403
     stranger = Ed25519PrivateKey.generate()
     unknown = served.heartbeat(stranger, _heartbeat("XX-NOWHERE-9", later))
     assert unknown.status_code == 403
     elsewhere = served.heartbeat(
-        key, _heartbeat(STATIONS[1], later + timedelta(minutes=2)), station=STATION
+        key, _heartbeat(OTHER_STATION, later + timedelta(minutes=2)), station=STATION
     )
     assert elsewhere.status_code == 400
     unsigned = served.client.post(f"/v1/stations/{STATION}/heartbeat", content=b"{}")
@@ -303,11 +302,11 @@ def test_health(serve):
     assert answer.json() == {"ok": True, "simulation": True}
 
 
-def test_tls_is_the_pinned_certificate_only(serve, tmp_path):
+def test_tls_is_the_pinned_certificate_only(serve, tmp_path, pinned):
     served = serve()
     other = tmp_path / "other"
     layout.init_hub(other)
-    stranger = pinned_context(other)  # trusts another hub's certificate
+    stranger = pinned(other)  # trusts another hub's certificate
     with (
         pytest.raises(ssl.SSLCertVerificationError),
         socket.create_connection(("127.0.0.1", served.port)) as raw,
