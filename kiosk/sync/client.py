@@ -367,16 +367,7 @@ class HubClient:
             return None
         raise self._unexpected(response, f"PATCH {path}")
 
-    # -- packets and heartbeats ------------------------------------------------------
-
-    def verdict(self, enrollment_id: str, sha256: str) -> Verdict | None:
-        """GET /v1/packets/<id>: the hub's verdict on a packet, None if it has none."""
-        response = self._send("GET", f"/v1/packets/{enrollment_id}")
-        if response.status_code == 404:
-            return None
-        if response.status_code == 200:
-            return Verdict.from_body(_json(response), sha256)
-        raise self._unexpected(response, "GET /v1/packets")
+    # -- heartbeats and health ------------------------------------------------------
 
     def heartbeat(self, body: dict[str, Any], station_key: Ed25519PrivateKey) -> None:
         """POST a heartbeat signed by the station's key.
