@@ -18,6 +18,7 @@ from pathlib import Path
 from kiosk.config import SIMULATION_PATH, load_config
 from kiosk.errors import KioskError
 from kiosk.flow.machine import EnrollmentFlow, Step
+from kiosk.health.inventory import INVENTORY_NAME, ModuleInventory
 from kiosk.health.station import StationModules
 from kiosk.packet.build import Packet
 from kiosk.packet.keys import (
@@ -27,7 +28,7 @@ from kiosk.packet.keys import (
     station_public_bytes,
 )
 from kiosk.packet.seal import Sealer
-from kiosk.store.sqlite import EnrollmentStore
+from kiosk.store.sqlite import EnrollmentStore, make_private_dir
 
 SIMULATION_HUB_DIR = "hub"  # inside a simulation's data folder: `kiosk-hub serve --data-dir`
 
@@ -40,6 +41,7 @@ def simulation_sealer(data_dir: Path, station_id: str) -> Sealer:
 
     files = StationKeyFiles.in_data_dir(data_dir)
     hub_dir = data_dir / SIMULATION_HUB_DIR
+    make_private_dir(data_dir)  # before the hub's folder makes it with the umask's mode
     init_hub(hub_dir, simulation=True)
     files.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not files.station_key.exists():
@@ -169,7 +171,21 @@ def simulate(citizens: int, data_dir: Path | None = None, seed: int = 1) -> Simu
                     continue
                 report.citizen_seconds.append(time.perf_counter() - started)
                 report.completed += 1
+            _record_inventory(folder, config.station_id, modules, report.completed)
         finally:
             modules.close()
             store.close()
     return report
+
+
+def _record_inventory(
+    data_dir: Path, station_id: str, modules: StationModules, enrollments: int
+) -> None:
+    """Write modules.json as a kiosk would, so `kiosk sync`'s heartbeats carry the
+    simulated units to the hub's dashboard."""
+    inventory = ModuleInventory(data_dir / INVENTORY_NAME, station_id=station_id)
+    for kind, info in modules.infos().items():
+        inventory.seen(info, status="up", installed=True)
+        inventory.count(info.identity, captures=enrollments)
+        inventory.set_kind_status(kind, "up", "simulated")
+    inventory.save(running=False)
