@@ -773,3 +773,32 @@ def test_a_stop_ends_the_run_after_the_request_under_way_and_nothing_is_lost(
     proxy.throttle(None)
     assert sync_once(kiosk.store, client).left == 0  # the next start sends the rest
     assert_delivered(hub_dir, kiosk, ids)
+
+
+def test_an_address_that_is_not_the_hubs_api_is_said_so_and_marks_nothing(kiosk, hub):
+    kiosk.enroll(1)
+    with HubClient(f"https://127.0.0.1:{hub.port}/wrong", kiosk.keys.hub_tls, timeout=5) as lost:
+        summary = sync_once(kiosk.store, lost)
+    assert summary.hub_unreachable
+    assert "answered 404" in summary.errors[0] and "district hub's address" in summary.errors[0]
+    assert set(kiosk.states().values()) == {PacketState.SEALED}
+
+
+def test_an_upload_begun_by_another_process_goes_on_from_the_hubs_offset(
+    kiosk, hub, proxy, client, hub_dir
+):
+    """A kiosk restarted mid-upload: its new client re-creates the upload (idempotent)
+    and the hub answers with the offset it holds; only the rest is sent."""
+    (only,) = kiosk.enroll(1)
+    stored = kiosk.store.packet(only)
+    data = kiosk.store.read_sealed(only)
+    half = stored.size // 2
+    path = f"/v1/uploads/{stored.sha256}"
+    with HubClient(f"https://127.0.0.1:{hub.port}", kiosk.keys.hub_tls, timeout=5) as before:
+        assert before._create(stored, stored.sha256, stored.size) == 0
+        assert before._patch(path, data[:half], 0, stored.sha256, None) == half  # then died
+    sent_before = proxy.bytes_up
+    assert client.upload(stored, data).accepted
+    assert proxy.bytes_up - sent_before < stored.size * 0.6
+    sync_once(kiosk.store, client)
+    assert_delivered(hub_dir, kiosk, [only])
