@@ -206,7 +206,7 @@ class HubClient:
         self.url = hub_url(url)
         self.tls_certificate = Path(tls_certificate)
         self.timeout = timeout
-        self._started: dict[str, str] = {}  # sha256 -> upload path, of the upload under way
+        self._under_way: str | None = None  # the SHA-256 of an upload begun and not finished
         self._http = httpx.Client(
             base_url=self.url,
             verify=pinned_tls_context(self.tls_certificate),
@@ -266,7 +266,7 @@ class HubClient:
                 on_sent()
 
         offset: int | None = None
-        if self._started.get(sha256) == path:  # a broken upload of ours: ask how far it got
+        if self._under_way == sha256:  # a broken upload of ours: ask how far it got
             offset = self._head(path, len(data))
         for _ in range(_MAX_ROUNDS):
             if offset is not None and offset >= len(data):
@@ -274,14 +274,14 @@ class HubClient:
             if offset is None or offset >= len(data):
                 created = self._create(stored, sha256, len(data))
                 if isinstance(created, Verdict):
-                    self._started.pop(sha256, None)
+                    self._under_way = None
                     all_at_the_hub()
                     return created
                 offset = created
-                self._started = {sha256: path}  # only the upload under way
+                self._under_way = sha256
             answer = self._patch(path, data, offset, sha256, stopping)
             if isinstance(answer, Verdict):
-                self._started.pop(sha256, None)
+                self._under_way = None
                 all_at_the_hub()
                 return answer
             offset = answer
@@ -362,8 +362,8 @@ class HubClient:
             return Verdict.from_body(_json(response), sha256)
         if status in (204, 409):  # received up to here / our offset was wrong
             return _offset(response, len(data))
-        if status == 404:
-            self._started.pop(sha256, None)
+        if status == 404:  # the hub lost it (or never had it): made again
+            self._under_way = None
             return None
         raise self._unexpected(response, f"PATCH {path}")
 
@@ -427,6 +427,8 @@ class HubClient:
             ) from None
         except httpx.InvalidURL as exc:
             raise SyncSetupError(f"{where}: {exc}") from None
+        except httpx.HTTPError as exc:  # an answer httpx cannot read (e.g. a bad encoding)
+            raise HubProtocolError(f"{where}: {method} {path} failed ({exc})") from None
 
     def _connect_failure(self, exc: httpx.ConnectError) -> HubUnreachable:
         where = f"the hub at {self.url}"
