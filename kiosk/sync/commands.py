@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -105,8 +106,8 @@ def run_sync(args: argparse.Namespace) -> int:
     key = station_key(target.data_dir)
     store, client = open_sync(target)
     try:
-        for problem in store.problems:
-            print(f"kiosk: warning: {problem}")
+        for problem in store.problems:  # found (and quarantined) when the store opened
+            print(f"kiosk: warning: {problem}", file=sys.stderr)
         if args.forever:
             return _forever(args, target, store, client, key)
         summary = sync_once(store, client)
@@ -130,7 +131,9 @@ def run_sync(args: argparse.Namespace) -> int:
     else:
         print("\n".join(summary_lines(summary, backlog, str(client.url))))
         if heartbeat_error:
-            print(f"warning: the heartbeat was not taken: {heartbeat_error}")
+            print(
+                f"kiosk: warning: the heartbeat was not taken: {heartbeat_error}", file=sys.stderr
+            )
     return 0 if summary.delivered_all else 1
 
 
@@ -154,10 +157,8 @@ def summary_lines(summary: SyncSummary, backlog: dict[PacketState, int], hub: st
     for outcome in summary.packets:
         if outcome.state is PacketState.ACKNOWLEDGED:
             lines.append(f"{outcome.enrollment_id}  {outcome.word} (accepted by the hub)")
-        elif outcome.state is PacketState.REJECTED:
-            lines.append(f"{outcome.enrollment_id}  {outcome.word} (refused: {outcome.reason})")
         else:
-            lines.append(f"{outcome.enrollment_id}  {outcome.word} ({outcome.reason})")
+            lines.append(f"{outcome.enrollment_id}  {outcome.word} (refused: {outcome.reason})")
     for error in summary.errors:
         lines.append(f"error: {error}")
     if not summary.packets and not summary.errors:

@@ -149,9 +149,6 @@ def sync_once(
             data = store.read_sealed(stored.enrollment_id)
         except KioskError as exc:  # damaged: the store quarantined it; the others go on
             summary.errors.append(f"{stored.enrollment_id}: {exc}")
-            summary.packets.append(
-                PacketOutcome(stored.enrollment_id, PacketState.QUARANTINED, str(exc))
-            )
             continue
         marked = stored.state is PacketState.SENT
 
