@@ -193,6 +193,9 @@ class Hub:
 
     def close(self) -> None:
         self.index.close()
+        close_blobs = getattr(self.blobs, "close", None)  # not in the protocol: S3's has one
+        if close_blobs is not None:
+            close_blobs()
 
     # -- stations ------------------------------------------------------------------
 
@@ -337,9 +340,13 @@ class Hub:
             raise OffsetMismatch(
                 0, "the bytes received do not match the upload's SHA-256; send them again from 0"
             )
-        verdict = self._judge(
-            data, sha256, station_id=upload.station_id, enrollment_id=upload.enrollment_id
-        )
+        try:
+            verdict = self._judge(
+                data, sha256, station_id=upload.station_id, enrollment_id=upload.enrollment_id
+            )
+        except Replay:
+            self._drop_upload(sha256)  # its bytes are in quarantine now
+            raise
         self._drop_upload(sha256)
         return verdict
 

@@ -181,6 +181,19 @@ def test_a_replay_with_other_content_is_409_and_quarantined(serve, sealed):
     assert served.hub.blobs.keys("packets/") == [packet_key(sha(original))]
 
 
+def test_a_replay_found_at_completion_is_409_and_leaves_no_upload(serve, sealed):
+    served = serve()
+    original, other = sealed(), sealed(created_at=datetime(2026, 11, 29, tzinfo=UTC))
+    assert served.create(other).status_code == 201  # begun before the original arrived
+    assert served.send(original).json()["verdict"] == "accepted"
+    late = served.patch(other, 0)
+    assert late.status_code == 409
+    assert "accepted already" in late.json()["error"]
+    assert served.hub.index.get_upload(sha(other)) is None
+    assert served.hub.blobs.keys("uploads/") == []
+    assert served.hub.blobs.get(quarantine_key(sha(other))) == other
+
+
 def _flip(data: bytes) -> bytes:
     middle = len(data) // 2
     return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
