@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import test_sealer
 
 from kiosk.cli import main
 from kiosk.config import SIMULATION_PATH, load_config
@@ -20,6 +21,8 @@ from kiosk.health.doctor import check_module, doctor
 from kiosk.health.inventory import ModuleInventory
 from kiosk.health.station import StationModules
 from kiosk.health.supervisor import ModuleStatus, StationSupervisor
+from kiosk.packet.build import Packet
+from kiosk.store.sqlite import EnrollmentStore
 
 MODULE_KEYS = {"kind", "driver", "model", "serial", "serial_source", "firmware", "status", "detail"}
 
@@ -78,6 +81,33 @@ def test_doctor_json_checks_every_module_and_exits_0(tmp_path):
     assert fingerprint["serial_source"] == "simulated" and fingerprint["firmware"] == "sim-1.0"
     assert report["inventory"] == []
     assert not (tmp_path / "data" / "modules.json").exists()  # doctor only reads
+    assert report["packets"] == {} and "no store yet" in report["packets_problem"]
+
+
+def sealed_copy(n: int) -> Packet:
+    """A small packet of the simulation station: the doctor counts, it never opens."""
+    enrollment_id = f"SIM-01-20261128-{n:06d}"
+    manifest = {"enrollment_id": enrollment_id, "station": {"id": "SIM-01"}, "sequence": n}
+    return Packet(enrollment_id, {**manifest, "modules": []}, {"face.jpg": b"x"})
+
+
+def test_doctor_counts_the_packets_in_each_state_and_points_at_the_quarantine(tmp_path, capsys):
+    data = tmp_path / "data"
+    store = EnrollmentStore(data, test_sealer("SIM-01"))
+    for n, state in enumerate(("acknowledged", "sealed", "sealed"), 1):
+        store.save(sealed_copy(n))
+        if state == "acknowledged":
+            store.record_verdict(f"SIM-01-20261128-{n:06d}", accepted=True)
+    store.close()
+    (data / "packets" / "SIM-01-20261128-000003.rekam").write_bytes(b"damaged")
+    EnrollmentStore(data).close()  # the kiosk's next start sets it aside
+    code, report = doctor_json(capsys, station_file(tmp_path))
+    assert code == 0
+    assert report["packets"]["acknowledged"] == 1 and report["packets"]["sealed"] == 1
+    assert report["packets"]["quarantined"] == 1 and report["packets_problem"] == ""
+    _, out, _ = run(capsys, "doctor", "--config", str(station_file(tmp_path)))
+    assert "packets: 1 sealed, 0 sent, 1 acknowledged, 0 rejected, 1 quarantined" in out
+    assert f"set aside in {data}/quarantine" in out
 
 
 def test_doctor_with_an_unplugged_reader_is_not_ok_and_exits_1(tmp_path, capsys):

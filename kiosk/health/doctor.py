@@ -22,6 +22,7 @@ from typing import Any
 
 from kiosk.config import StationConfig
 from kiosk.drivers.base import HealthStatus, Module, ModuleInfo, ModuleKind
+from kiosk.errors import StoreError
 from kiosk.health.inventory import (
     INVENTORY_NAME,
     InventorySnapshot,
@@ -30,6 +31,7 @@ from kiosk.health.inventory import (
     read_inventory,
 )
 from kiosk.health.station import ModuleFactory, module_factory
+from kiosk.store.sqlite import PacketState, read_backlog
 
 FRESH_S = 90.0  # an inventory updated this recently belongs to a running kiosk (3 beats)
 CHECK_TIMEOUT_S = 20.0  # per module: open, identify (5 s), self-test (10 s), close
@@ -194,6 +196,7 @@ class ModuleReport:
 
 @dataclass(frozen=True)
 class DoctorReport:
+    data_dir: str
     station_id: str
     config_path: str
     source: str  # "kiosk": the running kiosk's view; "check": checked by doctor now
@@ -203,6 +206,8 @@ class DoctorReport:
     inventory_problem: str
     modules: list[ModuleReport]
     units: list[UnitRecord] = field(default_factory=list)
+    packets: dict[str, int] = field(default_factory=dict)  # state -> count
+    packets_problem: str = ""
 
     @property
     def ok(self) -> bool:
@@ -214,6 +219,7 @@ class DoctorReport:
         return {
             "station_id": self.station_id,
             "config": self.config_path,
+            "data_dir": self.data_dir,
             "ok": self.ok,
             "source": self.source,
             "source_detail": self.source_detail,
@@ -222,6 +228,8 @@ class DoctorReport:
             "inventory_path": self.inventory_path,
             "inventory_updated_at": iso_time(updated) if updated is not None else None,
             "inventory_problem": self.inventory_problem,
+            "packets": self.packets,
+            "packets_problem": self.packets_problem,
         }
 
     def lines(self) -> list[str]:
@@ -254,6 +262,13 @@ class DoctorReport:
                 f"last seen {unit.last_seen}, {unit.captures} captures, "
                 f"{unit.failures} failures{error}"
             )
+        if self.packets_problem:
+            out.append(f"packets: {self.packets_problem}")
+        else:
+            counts = ", ".join(f"{count} {state}" for state, count in self.packets.items())
+            out.append(f"packets: {counts}")
+            if self.packets.get(PacketState.QUARANTINED):
+                out.append(f"  damaged packets were set aside in {self.data_dir}/quarantine")
         failing = [m for m in self.modules if not m.ok]
         if not failing:
             out.append("result: OK")
@@ -316,7 +331,14 @@ def doctor(
     now = clock()
     units = snapshot.units if snapshot else []
     updated = snapshot.updated_at if snapshot else None
+    try:
+        packets, packets_problem = read_backlog(config.data_dir), ""
+    except StoreError as exc:
+        packets, packets_problem = {}, str(exc)
     common = {
+        "data_dir": str(config.data_dir),
+        "packets": {str(state): count for state, count in packets.items()},
+        "packets_problem": packets_problem,
         "station_id": config.station_id,
         "config_path": str(config.path),
         "inventory_path": str(path),

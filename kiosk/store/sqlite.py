@@ -547,3 +547,20 @@ def _damage(path: Path, sha256: str, size: int) -> str | None:
 def iter_packet_files(folder: Path) -> Iterator[Path]:
     """The sealed packet files in ``folder`` (e.g. an export on a USB stick)."""
     return (p for p in sorted(folder.glob(f"*{PACKET_SUFFIX}")) if not p.name.startswith("."))
+
+
+def read_backlog(data_dir: Path) -> dict[PacketState, int]:
+    """How many packets are in each state, read without changing anything (for
+    `kiosk doctor` beside a running kiosk). StoreError when there is no store."""
+    path = Path(data_dir) / INDEX_NAME
+    if not path.is_file():
+        raise StoreError(f"{path}: no store yet (nothing recorded on this station)")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            counts = dict(db.execute("SELECT state, count(*) FROM packets GROUP BY state"))
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StoreError(explain(exc, path)) from exc
+    return {state: counts.get(state, 0) for state in PacketState}
