@@ -156,6 +156,9 @@ class S3Blobs:
             code = _code(exc)
             if code in _MISSING_BUCKET:
                 return StorageError(f"S3 {self._where}: the bucket does not exist (any more)")
+            if code in _DENIED and self._bucket_missing():
+                # some stores (SeaweedFS) deny a write to a missing bucket rather than say so
+                return StorageError(f"S3 {self._where}: the bucket does not exist (any more)")
             if code in _DENIED:
                 return StorageError(
                     f"S3 {self._where}: access denied ({code}); check the hub's credentials "
@@ -164,6 +167,15 @@ class S3Blobs:
             message = exc.response.get("Error", {}).get("Message") or code
             return StorageError(f"S3 {self._where}: {doing} ({code}: {message})")
         return StorageError(f"S3 {self._where}: {doing} ({type(exc).__name__}: {exc})")
+
+    def _bucket_missing(self) -> bool:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            return _code(exc) in {"404", "NoSuchBucket", "NotFound"}
+        except BotoCoreError:
+            return False
+        return False
 
     def _object(self, key: str) -> str:
         return self.prefix + check_key(key)

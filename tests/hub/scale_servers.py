@@ -260,12 +260,16 @@ class SeaweedServer:
             f"-s3.localSocket={root / 's3.sock'}",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=64",
-            "-volume.max=32",
+            "-volume.max=0",  # as many volumes as the disk holds (sparse files)
             "-volume.preStopSeconds=0",
         ]
         (root / "data").mkdir()
         log = (root / "weed.log").open("wb")
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        # one volume per bucket (a collection) instead of seven: the tests make dozens of buckets
+        environment = {**os.environ, "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=environment
+        )
         log.close()
         server = cls(root=root, process=process, s3_port=ports["s3"], started_in=0.0)
         try:
