@@ -10,7 +10,7 @@ Every value from a station is escaped: a heartbeat is signed, not trusted.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -228,6 +228,17 @@ def _when(iso: str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _moment(text: str) -> str:
+    """A station's ISO time shown like the hub's own, or the text as it came."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if moment.tzinfo is None:
+        return text
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _ago(seconds: int | None) -> str:
     if seconds is None:
         return ""
@@ -281,7 +292,7 @@ def _modules_table(stations: list[dict[str, Any]]) -> str:
                 f"<td>{escape(module['firmware'])}</td><td>{escape(module['driver'])}</td>"
                 f'<td class="{status_css}">{escape(module["status"])}</td>'
                 f'<td class="n">{escape(_text(module["failures"]))}</td>'
-                f"<td>{escape(module['last_swap'])}</td></tr>"
+                f"<td>{escape(_moment(module['last_swap']))}</td></tr>"
             )
     if not rows:
         rows.append('<tr><td colspan="9">no heartbeat has named a module yet</td></tr>')
