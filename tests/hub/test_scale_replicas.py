@@ -399,12 +399,8 @@ def test_two_versions_of_an_enrollment_sent_to_both_at_once_one_is_accepted(dist
     assert district.index.verdict_counts()[station.station_id] == {ACCEPTED: 3, REJECTED: 3}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub/service.py Hub.finish: a Replay raised by _judge skips _drop_upload, so the "
-    "losing version's upload (complete) and its pieces stay in the index and the blobs",
-)
 def test_the_losing_version_leaves_no_upload_behind(district, new_station):
+    """Its bytes are in quarantine; its upload and pieces are gone from index and bucket."""
     station = new_station()
     one = station.seal(1)
     other = station.seal(1, sealed_at=SEALED_AT + timedelta(minutes=30))
