@@ -92,6 +92,11 @@ def _serve(args: argparse.Namespace) -> int:
             level=logging.INFO,
             format=f"%(asctime)s {marker}%(levelname)s %(name)s: %(message)s",
         )
+        if args.database and not args.blobs:
+            logging.getLogger("hub").warning(
+                "a shared --database with this replica's own blobs: an upload begun here "
+                "cannot resume on another replica; give every replica the same --blobs"
+            )
         if hub.simulation:
             logging.getLogger("hub").warning(
                 "SIMULATION hub: simulated stations only, never real citizens' data"

@@ -427,7 +427,7 @@ class SqliteIndex:
                 f"{self.path}: index schema {version} was made by a newer hub "
                 f"(this one knows {SCHEMA_VERSION}); refusing to change it"
             )
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             # statement by statement: executescript would commit outside the transaction
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -435,11 +435,13 @@ class SqliteIndex:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; a writing one takes the write lock at once (BEGIN IMMEDIATE),
+        so its reads and writes see one state even with another process on the file."""
         with self._lock:
             if self._db is None:
                 raise StorageError(f"{self.path}: the index is closed")
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield self._db
             except BaseException:
@@ -456,7 +458,7 @@ class SqliteIndex:
     # stations
 
     def register_station(self, station_id: str, public_key: bytes, registered_at: datetime) -> None:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             db.execute(
                 "INSERT INTO stations (station_id, public_key, registered_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (station_id) DO UPDATE SET public_key = excluded.public_key, "
@@ -466,12 +468,12 @@ class SqliteIndex:
             )
 
     def station_keys(self) -> dict[str, bytes]:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute("SELECT station_id, public_key FROM stations").fetchall()
         return {station_id: bytes(key) for station_id, key in rows}
 
     def stations(self) -> list[Station]:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT station_id, public_key, registered_at FROM stations ORDER BY station_id"
             ).fetchall()
@@ -480,7 +482,7 @@ class SqliteIndex:
     # uploads
 
     def create_or_get_upload(self, upload: Upload) -> Upload:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             db.execute(
                 f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?) "
                 "ON CONFLICT (sha256) DO NOTHING",
@@ -498,7 +500,7 @@ class SqliteIndex:
         return _upload(row)
 
     def get_upload(self, sha256: str) -> Upload | None:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             row = db.execute(
                 f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE sha256 = ?", (sha256,)
             ).fetchone()
@@ -507,7 +509,7 @@ class SqliteIndex:
     def advance_upload(self, sha256: str, from_offset: int, new_offset: int, key: str) -> bool:
         if new_offset <= from_offset:
             raise ValueError(f"an upload only moves forward ({from_offset} -> {new_offset})")
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             moved = db.execute(
                 "UPDATE uploads SET received_bytes = ? WHERE sha256 = ? AND received_bytes = ?",
                 (new_offset, sha256, from_offset),
@@ -522,7 +524,7 @@ class SqliteIndex:
         return True
 
     def upload_chunks(self, sha256: str) -> list[Chunk]:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT start_byte, end_byte, blob_key FROM upload_chunks WHERE sha256 = ? "
                 "ORDER BY start_byte",
@@ -531,12 +533,12 @@ class SqliteIndex:
         return [Chunk(start, end, key) for start, end, key in rows]
 
     def delete_upload(self, sha256: str) -> None:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             db.execute("DELETE FROM upload_chunks WHERE sha256 = ?", (sha256,))
             db.execute("DELETE FROM uploads WHERE sha256 = ?", (sha256,))
 
     def uploads(self) -> list[Upload]:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 f"SELECT {_UPLOAD_COLUMNS} FROM uploads ORDER BY created_at, sha256"
             ).fetchall()

@@ -181,16 +181,17 @@ def _header(data: bytes) -> bytes:
 
 @pytest.fixture
 def serve(hub_dir) -> Iterator[Callable[..., Served]]:
-    """serve(hub=None): the hub of ``hub_dir`` over HTTPS on a free loopback port."""
+    """serve(hub=None, idle_timeout=5): the hub of ``hub_dir`` over HTTPS on a free
+    loopback port; a PATCH body silent for ``idle_timeout`` seconds counts as dropped."""
     servers: list[tuple[uvicorn.Server, threading.Thread, Served]] = []
 
-    def start(hub: Hub | None = None) -> Served:
+    def start(hub: Hub | None = None, idle_timeout: float = 5) -> Served:
         hub = hub or Hub.open(hub_dir)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(hub, body_idle_timeout=5),
+            create_app(hub, body_idle_timeout=idle_timeout),
             ssl_certfile=str(layout.tls_certificate_path(hub_dir)),
             ssl_keyfile=str(layout.tls_key_path(hub_dir)),
             log_level="warning",

@@ -112,6 +112,46 @@ def test_a_patch_dropped_mid_body_keeps_what_arrived_and_resumes(serve, sealed, 
     assert served.hub.blobs.get(packet_key(sha(data))) == data
 
 
+def test_a_patch_that_stalls_keeps_what_arrived(serve, sealed, hub_dir, pinned):
+    served = serve(idle_timeout=0.5)  # a 2G link that goes silent sends no FIN at all
+    data = sealed()
+    served.create(data)
+    with (
+        socket.create_connection(("127.0.0.1", served.port)) as raw,
+        pinned(hub_dir).wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(
+            (
+                f"PATCH /v1/uploads/{sha(data)} HTTP/1.1\r\nHost: hub\r\n"
+                "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n"
+            ).encode()
+            + data[:3000]
+        )
+        tls.settimeout(10)
+        answer = ""  # the hub gives up on the body and says so
+        while "stopped short" not in answer and (piece := tls.recv(4096)):
+            answer += piece.decode()
+    assert answer.startswith("HTTP/1.1 400")
+    assert "stopped short" in answer
+    head = served.client.head(f"/v1/uploads/{sha(data)}")
+    assert head.headers["Upload-Offset"] == "3000"
+    assert served.patch(data, 3000).json()["verdict"] == "accepted"
+
+
+def test_an_upload_complete_but_not_judged_is_finished_by_an_empty_patch(serve, sealed):
+    served = serve()
+    data = sealed()
+    served.create(data)
+    served.hub.append(sha(data), 0, data)  # every byte kept, then the hub died before judging
+    head = served.client.head(f"/v1/uploads/{sha(data)}")
+    assert head.headers["Upload-Offset"] == str(len(data))
+    done = served.patch(data, len(data), body=b"")
+    assert done.status_code == 200
+    assert done.json()["verdict"] == "accepted"
+    assert served.hub.index.get_upload(sha(data)) is None
+
+
 def test_a_wrong_offset_is_409_with_the_hubs_offset(serve, sealed):
     served = serve()
     data = sealed()
