@@ -199,6 +199,7 @@ class SeaweedServer:
     process: subprocess.Popen = field(repr=False)
     s3_port: int
     started_in: float
+    grpc_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:
@@ -271,7 +272,13 @@ class SeaweedServer:
             args, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=environment
         )
         log.close()
-        server = cls(root=root, process=process, s3_port=ports["s3"], started_in=0.0)
+        server = cls(
+            root=root,
+            process=process,
+            s3_port=ports["s3"],
+            started_in=0.0,
+            grpc_ports=grpc,
+        )
         try:
             server._wait_ready()
         except BaseException:
@@ -315,3 +322,6 @@ class SeaweedServer:
                 self.process.kill()
                 self.process.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+        # weed puts a socket beside each gRPC port in /tmp, whatever TMPDIR says
+        for name, port in self.grpc_ports.items():
+            Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock").unlink(missing_ok=True)
