@@ -87,19 +87,20 @@ def free_port() -> int:
 
 
 def serve(hub_dir: Path, port: int, extra: list[str], env: dict[str, str]) -> subprocess.Popen:
+    log = hub_dir / "serve.log"  # a file: a pipe nobody reads would fill and stall the hub
     hub = subprocess.Popen(
         [
             *(str(Path(sys.executable).parent / "kiosk-hub"), "serve", "--data-dir", str(hub_dir)),
             *("--port", str(port), *extra),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("wb"),
         env={**os.environ, **env},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if hub.poll() is not None:
-            raise SystemExit(f"kiosk-hub serve exited: {hub.stderr.read().decode()}")
+            raise SystemExit(f"kiosk-hub serve exited: {log.read_text()[-2000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return hub
