@@ -195,7 +195,11 @@ def create_app(hub: Hub, *, body_idle_timeout: float = BODY_IDLE_TIMEOUT_S) -> F
                 state.offset,
                 state.length,
             )
-            return _error(400, "the request body stopped short; resume from Upload-Offset")
+            return _error(
+                400,
+                "the request body stopped short; resume from Upload-Offset",
+                **_offset_headers(state),
+            )
         if state.offset < state.length:
             return Response(status_code=204, headers=_headers(**_offset_headers(state)))
         return _verdict(await run_in_threadpool(hub.finish, sha256))

@@ -18,6 +18,7 @@ import errno
 import json
 import logging
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
         for path in (certificate, tls_key):
             if not path.is_file():
                 raise CommandError(f"{path}: missing; run `kiosk-hub init {args.data_dir}`")
+        _check_tls(certificate, tls_key, args.data_dir)
         sock = _bind(args.host, args.port)
         marker = "SIMULATION " if hub.simulation else ""
         logging.basicConfig(
@@ -121,6 +123,18 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         hub.close()
     return 0
+
+
+def _check_tls(certificate: Path, key: Path, data_dir: Path) -> None:
+    """Load the TLS pair once here, so a damaged one is one clear line, not an SSL trace."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certificate, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise CommandError(
+            f"{certificate} and {key} are not a usable certificate and key "
+            f"({getattr(exc, 'reason', None) or exc.strerror or exc}); delete both, run "
+            f"`kiosk-hub init {data_dir}` and give the new certificate to every station"
+        ) from None
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -148,6 +148,10 @@ def test_serve_errors_are_one_line(hub_dir, tmp_path, capsys):
     status, _, err = run(capsys, "serve", "--data-dir", tmp_path / "nowhere")
     assert (status, err.count("\n")) == (2, 1)
     assert "kiosk-hub init" in err
+    (hub_dir / "tls.pem").write_text("garbage")
+    status, _, err = run(capsys, "serve", "--data-dir", hub_dir)
+    assert (status, err.count("\n")) == (2, 1)
+    assert "not a usable certificate" in err
     (hub_dir / "hub.key").write_text("garbage")
     status, _, err = run(capsys, "serve", "--data-dir", hub_dir)
     assert (status, err.count("\n")) == (2, 1)
