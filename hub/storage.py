@@ -414,7 +414,15 @@ class SqliteIndex:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = sqlite3.connect(
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._open()
+        except sqlite3.Error as exc:
+            self.close()
+            raise StorageError(f"{self.path}: the index cannot be opened ({exc})") from None
+
+    def _open(self) -> None:
+        self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -427,7 +435,7 @@ class SqliteIndex:
                 f"{self.path}: index schema {version} was made by a newer hub "
                 f"(this one knows {SCHEMA_VERSION}); refusing to change it"
             )
-        with self._transaction(write=False) as db:
+        with self._transaction() as db:
             # statement by statement: executescript would commit outside the transaction
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -458,7 +466,7 @@ class SqliteIndex:
     # stations
 
     def register_station(self, station_id: str, public_key: bytes, registered_at: datetime) -> None:
-        with self._transaction(write=False) as db:
+        with self._transaction() as db:
             db.execute(
                 "INSERT INTO stations (station_id, public_key, registered_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (station_id) DO UPDATE SET public_key = excluded.public_key, "
@@ -482,7 +490,7 @@ class SqliteIndex:
     # uploads
 
     def create_or_get_upload(self, upload: Upload) -> Upload:
-        with self._transaction(write=False) as db:
+        with self._transaction() as db:
             db.execute(
                 f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?) "
                 "ON CONFLICT (sha256) DO NOTHING",
@@ -509,7 +517,7 @@ class SqliteIndex:
     def advance_upload(self, sha256: str, from_offset: int, new_offset: int, key: str) -> bool:
         if new_offset <= from_offset:
             raise ValueError(f"an upload only moves forward ({from_offset} -> {new_offset})")
-        with self._transaction(write=False) as db:
+        with self._transaction() as db:
             moved = db.execute(
                 "UPDATE uploads SET received_bytes = ? WHERE sha256 = ? AND received_bytes = ?",
                 (new_offset, sha256, from_offset),
@@ -533,7 +541,7 @@ class SqliteIndex:
         return [Chunk(start, end, key) for start, end, key in rows]
 
     def delete_upload(self, sha256: str) -> None:
-        with self._transaction(write=False) as db:
+        with self._transaction() as db:
             db.execute("DELETE FROM upload_chunks WHERE sha256 = ?", (sha256,))
             db.execute("DELETE FROM uploads WHERE sha256 = ?", (sha256,))
 
@@ -580,14 +588,14 @@ class SqliteIndex:
         return verdict
 
     def verdict_for_sha(self, sha256: str) -> Verdict | None:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             row = db.execute(
                 f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE sha256 = ?", (sha256,)
             ).fetchone()
         return _verdict(row) if row else None
 
     def verdict_for_enrollment(self, enrollment_id: str) -> Verdict | None:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             row = db.execute(
                 f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE enrollment_id = ? "
                 "ORDER BY CASE verdict WHEN 'accepted' THEN 0 ELSE 1 END, received_at DESC "
@@ -597,7 +605,7 @@ class SqliteIndex:
         return _verdict(row) if row else None
 
     def verdict_counts(self) -> dict[str, dict[str, int]]:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT station_id, verdict, COUNT(*) FROM verdicts GROUP BY station_id, verdict"
             ).fetchall()
@@ -607,7 +615,7 @@ class SqliteIndex:
         return counts
 
     def recent_verdicts(self, limit: int) -> list[Verdict]:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 f"SELECT {_VERDICT_COLUMNS} FROM verdicts "
                 "ORDER BY received_at DESC, sha256 LIMIT ?",
@@ -636,7 +644,7 @@ class SqliteIndex:
         return changed == 1
 
     def heartbeats(self) -> list[Heartbeat]:
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT station_id, sent_at, received_at, body FROM heartbeats ORDER BY station_id"
             ).fetchall()

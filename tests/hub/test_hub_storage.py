@@ -144,6 +144,12 @@ def test_an_index_from_a_newer_hub_is_refused(tmp_path):
         SqliteIndex(tmp_path / "index.sqlite3")
 
 
+def test_a_damaged_index_is_a_storage_error(tmp_path):
+    (tmp_path / "index.sqlite3").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StorageError, match="cannot be opened"):
+        SqliteIndex(tmp_path / "index.sqlite3")
+
+
 def test_backends_are_chosen_by_url(tmp_path):
     index = open_index(None, tmp_path)
     assert isinstance(index, SqliteIndex)
