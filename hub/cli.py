@@ -20,6 +20,7 @@ import logging
 import socket
 import ssl
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,8 +106,8 @@ def _serve(args: argparse.Namespace) -> int:
             )
         print(
             f"kiosk-hub: {marker}serving https://{args.host}:{args.port}/ "
-            f"(data {args.data_dir}, index {args.database or 'embedded'}, "
-            f"blobs {args.blobs or 'embedded'})",
+            f"(data {args.data_dir}, index {_redacted(args.database) or 'embedded'}, "
+            f"blobs {_redacted(args.blobs) or 'embedded'})",
             flush=True,
         )
         config = uvicorn.Config(
@@ -123,6 +124,17 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         hub.close()
     return 0
+
+
+def _redacted(url: str | None) -> str | None:
+    """``url`` with any password in it replaced by ***, for printing."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    where = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"{parts.username}:***@{where}").geturl()
 
 
 def _check_tls(certificate: Path, key: Path, data_dir: Path) -> None:

@@ -251,3 +251,14 @@ def _patch_headers(offset: int) -> dict[str, str]:
         "Upload-Offset": str(offset),
         "Content-Type": "application/offset+octet-stream",
     }
+
+
+def test_serve_prints_backend_urls_without_their_password():
+    from hub.cli import _redacted
+
+    assert _redacted("postgresql://hub:s3cret@db:5432/rekam?sslmode=require") == (
+        "postgresql://hub:***@db:5432/rekam?sslmode=require"
+    )
+    assert _redacted("s3://packets?endpoint=http://s3.local") == (
+        "s3://packets?endpoint=http://s3.local"
+    )
