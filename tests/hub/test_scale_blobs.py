@@ -181,3 +181,18 @@ def test_credentials_do_not_go_in_the_url():
 def test_malformed_urls_are_refused(url):
     with pytest.raises(StorageError):
         parse_url(url)
+
+
+def test_a_body_altered_on_the_way_is_refused_not_stored(seaweed: SeaweedServer, s3_url):
+    """boto3 sends a checksum of the body with each put; the store checks it before its 200."""
+    blobs = S3Blobs(s3_url)
+
+    def alter(request, **_):
+        body = request.body.read() if hasattr(request.body, "read") else request.body
+        request.body = bytes(len(body))  # as many bytes, all zero
+
+    blobs._client.meta.events.register("before-send.s3.PutObject", alter)
+    with pytest.raises(StorageError, match=r"cannot store packets/a\.rekam \(BadDigest"):
+        blobs.put("packets/a.rekam", b"the sealed packet")
+    with pytest.raises(KeyError):
+        S3Blobs(s3_url).get("packets/a.rekam")

@@ -461,3 +461,25 @@ def test_n_sealed_packets_are_n_verified_packets_in_the_index_and_the_bucket(dis
     assert [upload for upload in district.index.uploads() if upload.station_id in ours] == []
     for data in packets:
         assert district.blobs.keys(f"uploads/{digest(data)}/") == []
+
+
+@pytest.mark.parametrize("broken", ["database", "blobs"])
+def test_a_replica_that_cannot_reach_the_index_or_the_bucket_says_which(district, s3_env, broken):
+    dead = f"127.0.0.1:{free_port()}"
+    database = f"postgresql://hub:s3cret@{dead}/rekam" if broken == "database" else None
+    blobs = f"s3://rekam-packets?endpoint=http://{dead}" if broken == "blobs" else None
+    options = ["--database", database or district.index.url]
+    options += [
+        "--blobs",
+        blobs or f"s3://{district.blobs.bucket}?endpoint={district.blobs.endpoint}",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "serve", "--data-dir", str(district.folders[1]),
+         "--port", str(free_port()), *options],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert dead in line
+    assert ("cannot connect" if broken == "database" else "unreachable") in line
+    assert "s3cret" not in line
