@@ -431,7 +431,7 @@ class PostgresIndex:
             rows = db.execute(
                 f"SELECT {_VERDICT_COLUMNS} FROM verdicts "
                 'ORDER BY received_at DESC, sha256 COLLATE "C" LIMIT %s',
-                (max(limit, 0),),
+                (limit if limit >= 0 else None,),  # as SQLite: a negative limit is none
             ).fetchall()
         return [_verdict(row) for row in rows]
 

@@ -240,6 +240,7 @@ def test_counts_and_recent_verdicts(index):
         "KB-02": {ACCEPTED: 1, REJECTED: 0},
     }
     assert [v.sha256 for v in index.recent_verdicts(3)] == [sha(4), sha(3), sha(2)]
+    assert len(index.recent_verdicts(-1)) == 6  # SQLite's LIMIT -1: no limit
     recent = index.recent_verdicts(1)[0]
     assert (recent.simulated, recent.size, recent.received_at) == (
         True,
