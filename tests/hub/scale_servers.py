@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -56,10 +55,12 @@ def _tail(path: Path, lines: int = 25) -> str:
 # --- PostgreSQL ---------------------------------------------------------------------------
 
 
-def _as_postgres_user() -> tuple[Callable[[], None] | None, int, int]:
-    """initdb and postgres refuse to run as root: as root, drop to Debian's ``postgres``."""
+def _server_user() -> dict[str, object]:
+    """subprocess arguments to run PostgreSQL's tools as: ourselves, or, as root (which
+    initdb and postgres refuse), Debian's ``postgres`` user. subprocess switches user in
+    the child without Python code (unlike preexec_fn), so it is safe with threads about."""
     if os.geteuid() != 0:
-        return None, os.getuid(), os.getgid()
+        return {}
     try:
         user = pwd.getpwnam("postgres")
     except KeyError:
@@ -67,13 +68,7 @@ def _as_postgres_user() -> tuple[Callable[[], None] | None, int, int]:
             "running as root, and there is no `postgres` system user to run PostgreSQL as: "
             "install Debian's `postgresql` package (bootstrap.sh does, for the tests)"
         )
-
-    def demote() -> None:
-        os.setgid(user.pw_gid)
-        os.initgroups(user.pw_name, user.pw_gid)
-        os.setuid(user.pw_uid)
-
-    return demote, user.pw_uid, user.pw_gid
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
 @dataclass
@@ -83,7 +78,7 @@ class PostgresServer:
     root: Path
     port: int
     started_in: float
-    _demote: Callable[[], None] | None = field(repr=False)
+    _as: dict[str, object] = field(repr=False)
 
     @property
     def data(self) -> Path:
@@ -106,10 +101,11 @@ class PostgresServer:
                     "scale tests run against a real server and are never skipped"
                 )
         began = time.monotonic()
-        demote, uid, gid = _as_postgres_user()
+        run_as = _server_user()
         root = Path(tempfile.mkdtemp(prefix="rekam-pg-"))
-        os.chown(root, uid, gid)  # mkdtemp is 0700: only the server's user may enter
-        server = cls(root=root, port=free_port(), started_in=0.0, _demote=demote)
+        # mkdtemp is 0700: only the server's user may enter
+        os.chown(root, run_as.get("user", os.getuid()), run_as.get("group", os.getgid()))
+        server = cls(root=root, port=free_port(), started_in=0.0, _as=run_as)
         server._run(
             "initdb",
             f"--pgdata={server.data}",
@@ -138,7 +134,7 @@ class PostgresServer:
     def _run(self, tool: str, *args: str) -> None:
         done = subprocess.run(
             [str(PG_BIN / tool), *args],
-            preexec_fn=self._demote,
+            **self._as,
             cwd=self.root,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"},
             capture_output=True,
