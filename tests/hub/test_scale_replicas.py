@@ -200,6 +200,8 @@ class District:
     index: PostgresIndex  # the auditor's own view of the shared index and bucket
     blobs: S3Blobs
     folders: tuple[Path, Path]  # each replica's data folder
+    database: str  # the URLs every replica is given
+    bucket: str
 
     @property
     def replicas(self) -> tuple[Replica, Replica]:
@@ -245,7 +247,7 @@ def district(
         stack.callback(a.client.close)
         stack.callback(b.client.close)
         process.wait_healthy(b.client)
-        yield District(a, b, index, blobs, folders)
+        yield District(a, b, index, blobs, folders, database, bucket)
     postgres.drop_database(database)
     # the scale path keeps nothing on a replica's disk: no embedded index, no blob folder
     for folder in folders:
@@ -468,11 +470,7 @@ def test_a_replica_that_cannot_reach_the_index_or_the_bucket_says_which(district
     dead = f"127.0.0.1:{free_port()}"
     database = f"postgresql://hub:s3cret@{dead}/rekam" if broken == "database" else None
     blobs = f"s3://rekam-packets?endpoint=http://{dead}" if broken == "blobs" else None
-    options = ["--database", database or district.index.url]
-    options += [
-        "--blobs",
-        blobs or f"s3://{district.blobs.bucket}?endpoint={district.blobs.endpoint}",
-    ]
+    options = ["--database", database or district.database, "--blobs", blobs or district.bucket]
     done = subprocess.run(
         [sys.executable, "-m", "hub.cli", "serve", "--data-dir", str(district.folders[1]),
          "--port", str(free_port()), *options],
@@ -483,3 +481,62 @@ def test_a_replica_that_cannot_reach_the_index_or_the_bucket_says_which(district
     assert dead in line
     assert ("cannot connect" if broken == "database" else "unreachable") in line
     assert "s3cret" not in line
+
+
+def test_a_patch_cut_off_on_one_replica_resumes_on_the_other(district, new_station):
+    """The link drops in the middle of a PATCH to A: A keeps what arrived, in the bucket,
+    and the station, now routed to B, resumes from there."""
+    data = new_station().seal(1)
+    half = len(data) // 2
+    assert district.a.create(data).status_code == 201
+    head = (
+        f"PATCH /v1/uploads/{digest(data)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Tus-Resumable: 1.0.0\r\nRekam-Protocol: 1\r\nUpload-Offset: 0\r\n"
+        "Content-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    port = district.a.client.base_url.port
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        _pinned(district.folders[0]).wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(head + data[:half])
+        tls.unwrap()  # a clean close: what the kernel took reaches the hub
+
+    def offset_on_b() -> int:
+        return int(district.b.head(data).headers["Upload-Offset"])
+
+    deadline = time.monotonic() + 10
+    while offset_on_b() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert offset_on_b() == half
+    done = district.b.patch(data, half)
+    assert (done.status_code, done.json()["verdict"]) == (200, ACCEPTED), done.text
+    assert district.open(data) == enrollment_of(data)
+
+
+def test_a_replica_killed_mid_upload_loses_nothing_it_answered(district, new_station, tmp_path):
+    """A third replica takes half a packet, answers 204, and is killed (SIGKILL): the
+    station goes on at another replica from the offset it was given."""
+    station = new_station()
+    folder = tmp_path / "replica-c"
+    shutil.copytree(district.folders[1], folder)  # with the station in stations/
+    doomed = ProcessReplica(folder, district.database, district.bucket, tmp_path / "c.log")
+    with httpx.Client(
+        base_url=doomed.url, verify=_pinned(district.folders[0]), timeout=20
+    ) as client:
+        try:
+            doomed.wait_healthy(client)
+            c = Replica("C", client)
+            data = station.seal(1)
+            half = len(data) // 3
+            assert c.create(data).status_code == 201
+            taken = c.patch(data, 0, body=data[:half])
+            assert (taken.status_code, taken.headers["Upload-Offset"]) == (204, str(half))
+        finally:
+            doomed.process.kill()
+            doomed.process.wait()
+    assert district.a.head(data).headers["Upload-Offset"] == str(half)
+    done = district.a.patch(data, half)
+    assert (done.status_code, done.json()["verdict"]) == (200, ACCEPTED), done.text
+    assert district.open(data) == enrollment_of(data)
