@@ -102,6 +102,8 @@ def station_key(data_dir: Path) -> Ed25519PrivateKey:
 
 
 def run_sync(args: argparse.Namespace) -> int:
+    """`kiosk sync`: once (then one heartbeat) or ``--forever``; 0 when everything waiting
+    was delivered, 1 when something is left or was refused (KioskError: cli.main's 2)."""
     target = sync_target(args)
     key = station_key(target.data_dir)
     store, client = open_sync(target)
