@@ -35,6 +35,7 @@ and the station's protocol already retries (HEAD, then PATCH from the offset).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,17 +115,21 @@ _VERDICT_COLUMNS = (
     "simulated"
 )
 _UPLOAD_COLUMNS = "sha256, station_id, enrollment_id, total_bytes, received_bytes, created_at"
+# password=... in a URL's query or a key=value connection string
+_PASSWORD_OPTION = re.compile(r"((?:^|[?&\s])password\s*=\s*)('[^']*'|[^&\s]*)")
 
 
 def redacted(url: str) -> str:
-    """``url`` without its password, fit for a log line or an error message."""
+    """``url`` (a URL or a ``key=value`` connection string) without its password, fit for
+    a log line or an error message."""
+    url = _PASSWORD_OPTION.sub(r"\1***", url)
+    if "://" not in url:
+        return url
     parts = urlsplit(url)
     if parts.password is None:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 

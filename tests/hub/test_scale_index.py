@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from scale_servers import PostgresServer, free_port
 
-from hub.postgres import PostgresIndex
+from hub.postgres import PostgresIndex, redacted
 from hub.storage import (
     ACCEPTED,
     REJECTED,
@@ -443,3 +443,17 @@ def test_a_commit_is_durable_across_a_new_connection(pg_url):
             "SELECT count(*) FROM verdicts WHERE sha256 = %s", (sha(1),)
         ).fetchone()
     assert count == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://hub:s3cret@db.prov.local:5432/rekam",
+        "postgresql://hub@db.prov.local/rekam?sslmode=require&password=s3cret",
+        "postgresql://hub:s3cret@[::1]:5432/rekam",
+    ],
+)
+def test_a_database_url_is_shown_without_its_password(url):
+    shown = redacted(url)
+    assert "s3cret" not in shown
+    assert "db.prov.local" in shown or "[::1]" in shown
