@@ -802,3 +802,28 @@ def test_an_upload_begun_by_another_process_goes_on_from_the_hubs_offset(
     assert proxy.bytes_up - sent_before < stored.size * 0.6
     sync_once(kiosk.store, client)
     assert_delivered(hub_dir, kiosk, [only])
+
+
+def test_two_syncs_at_once_deliver_each_packet_once(kiosk, hub, hub_dir):
+    """The service and a technician's `kiosk sync` on one data folder at the same time."""
+    ids = kiosk.enroll(4)
+    url = f"https://127.0.0.1:{hub.port}"
+    summaries = []
+
+    def one_sync() -> None:
+        store = EnrollmentStore(kiosk.data_dir)
+        try:
+            with HubClient(url, kiosk.keys.hub_tls, timeout=5) as client:
+                summaries.append(sync_once(store, client))
+        finally:
+            store.close()
+
+    syncs = [threading.Thread(target=one_sync, name=f"sync-{n}") for n in range(2)]
+    for sync in syncs:
+        sync.start()
+    for sync in syncs:
+        sync.join(30)
+    assert len(summaries) == 2
+    assert all(summary.errors == [] and summary.rejected == 0 for summary in summaries)
+    assert sum(summary.accepted for summary in summaries) >= 4  # some twice: same verdict
+    assert_delivered(hub_dir, kiosk, ids)
