@@ -375,7 +375,7 @@ def test_days_without_a_hub_back_off_to_the_cap_then_drain_when_it_returns(
 
 
 def test_the_service_survives_a_store_that_fails_and_retries_after_a_backoff(
-    filled, tmp_path, monkeypatch
+    filled, tmp_path, monkeypatch, caplog
 ):
     store = filled(1)
     hub = ScriptedHub()
@@ -384,15 +384,18 @@ def test_the_service_survives_a_store_that_fails_and_retries_after_a_backoff(
 
     def flaky_waiting():
         calls.append(1)
-        if len(calls) == 1:
+        if len(calls) <= 5:
             raise RuntimeError("database is locked")
         return real_waiting()
 
     monkeypatch.setattr(store, "waiting", flaky_waiting)
-    totals, time_, _ = run_forever(store, hub, tmp_path, 2)
-    assert totals.failures == 1 and "database is locked" in totals.last_error
-    assert time_.waits[0] == 1.0  # a backoff, not a crash
+    with caplog.at_level(logging.WARNING, logger="kiosk.sync"):
+        totals, time_, _ = run_forever(store, hub, tmp_path, 6)
+    assert totals.failures == 5 and "database is locked" in totals.last_error
+    assert time_.waits[:5] == [1.0, 2.0, 4.0, 8.0, 16.0]  # backoffs, not a crash
     assert totals.accepted == 1
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert len(tracebacks) == 1  # the first failure's, not one a round
 
 
 def test_heartbeats_go_on_their_interval_with_modules_backlog_and_today(filled, tmp_path):

@@ -293,26 +293,29 @@ class SyncTotals:
 
 
 class _FaultLog:
-    """Logs a fault when it changes, and an unchanged one at most once an hour."""
+    """Logs a fault when it changes, and an unchanged one at most once an hour; says
+    ``recovered`` once when it ends."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], recovered: str) -> None:
         self._clock = clock
+        self._recovered = recovered
         self._last = ""
         self._at = 0.0
         self._repeats = 0
 
-    def fault(self, message: str) -> None:
+    def fault(self, message: str, exc_info: BaseException | None = None) -> None:
         now = self._clock()
         if message != self._last or now - self._at >= REPEAT_LOG_S:
             again = f" (again, {self._repeats} times since)" if message == self._last else ""
-            log.warning("sync: %s%s", message, again)
+            first = exc_info if message != self._last else None  # a traceback once
+            log.warning("sync: %s%s", message, again, exc_info=first)
             self._last, self._at, self._repeats = message, now, 0
         else:
             self._repeats += 1
 
     def cleared(self) -> None:
         if self._last:
-            log.warning("sync: the hub is reachable again")
+            log.warning("sync: %s", self._recovered)
         self._last, self._repeats = "", 0
 
 
@@ -346,16 +349,20 @@ def sync_forever(
     stop = stop or threading.Event()
     wait = wait or stop.wait
     totals = SyncTotals()
-    faults = _FaultLog(clock)
+    faults = _FaultLog(clock, "the hub is reachable again")
+    heartbeat_faults = _FaultLog(clock, "the hub takes heartbeats again")
     next_heartbeat = clock()
     next_purge = clock()
     while not stop.is_set():
         totals.rounds += 1
+        error: BaseException | None = None
         try:
             summary = sync_once(store, client, stop=stop)
         except Exception as exc:  # the store's index, or a bug: never the end of the service
-            log.exception("sync: this round failed")
-            summary = SyncSummary(errors=[f"{type(exc).__name__}: {exc}"], hub_unreachable=True)
+            error = exc
+            summary = SyncSummary(
+                errors=[f"this round failed: {type(exc).__name__}: {exc}"], hub_unreachable=True
+            )
         totals.sent += summary.sent
         totals.accepted += summary.accepted
         totals.rejected += summary.rejected
@@ -363,7 +370,7 @@ def sync_forever(
         if summary.hub_unreachable:
             totals.failures += 1
             totals.last_error = summary.errors[-1] if summary.errors else ""
-            faults.fault(totals.last_error)
+            faults.fault(totals.last_error, exc_info=error)
         else:
             faults.cleared()
             for error in summary.errors:  # damaged packets: the store quarantined each
@@ -373,7 +380,9 @@ def sync_forever(
         now = clock()
         # A heartbeat is due until one is taken, tried only in rounds that reached the hub.
         due = station_key is not None and now >= next_heartbeat and not summary.hub_unreachable
-        if due and _send_heartbeat(store, client, data_dir, station_key, station_id, faults):
+        if due and _send_heartbeat(
+            store, client, data_dir, station_key, station_id, heartbeat_faults
+        ):
             totals.heartbeats += 1
             next_heartbeat = now + settings.heartbeat_interval_s
         if settings.purge_after_days is not None and now >= next_purge:
@@ -404,11 +413,12 @@ def _send_heartbeat(
             return False  # nothing sealed here yet: the hub cannot know whose this is
         client.heartbeat(heartbeat_body(store, data_dir, station), station_key)
     except SyncError as exc:
-        faults.fault(f"heartbeat: {exc}")
+        faults.fault(f"heartbeat not taken: {exc}")
         return False
-    except Exception:
-        log.exception("sync: the heartbeat could not be made")
+    except Exception as exc:
+        faults.fault(f"the heartbeat could not be made: {type(exc).__name__}: {exc}", exc)
         return False
+    faults.cleared()
     return True
 
 
