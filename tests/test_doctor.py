@@ -106,7 +106,10 @@ def test_doctor_counts_the_packets_in_each_state_and_points_at_the_quarantine(tm
     assert report["packets"]["acknowledged"] == 1 and report["packets"]["sealed"] == 1
     assert report["packets"]["quarantined"] == 1 and report["packets_problem"] == ""
     _, out, _ = run(capsys, "doctor", "--config", str(station_file(tmp_path)))
-    assert "packets: 1 sealed, 0 sent, 1 acknowledged, 0 rejected, 1 quarantined" in out
+    assert (
+        "packets: 1 direkam (sealed), 0 terkirim (sent), 1 diterima (acknowledged), "
+        "0 ditolak (rejected), 1 dikarantina (quarantined)"
+    ) in out
     assert f"set aside in {data}/quarantine" in out
 
 

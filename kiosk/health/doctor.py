@@ -31,7 +31,7 @@ from kiosk.health.inventory import (
     read_inventory,
 )
 from kiosk.health.station import ModuleFactory, module_factory
-from kiosk.store.sqlite import PacketState, read_backlog
+from kiosk.store.sqlite import OPERATOR_WORDS, PacketState, read_backlog
 
 FRESH_S = 90.0  # an inventory updated this recently belongs to a running kiosk (3 beats)
 CHECK_TIMEOUT_S = 20.0  # per module: open, identify (5 s), self-test (10 s), close
@@ -265,7 +265,10 @@ class DoctorReport:
         if self.packets_problem:
             out.append(f"packets: {self.packets_problem}")
         else:
-            counts = ", ".join(f"{count} {state}" for state, count in self.packets.items())
+            counts = ", ".join(
+                f"{count} {OPERATOR_WORDS[PacketState(state)]} ({state})"
+                for state, count in self.packets.items()
+            )
             out.append(f"packets: {counts}")
             if self.packets.get(PacketState.QUARANTINED):
                 out.append(f"  damaged packets were set aside in {self.data_dir}/quarantine")

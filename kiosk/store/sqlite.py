@@ -93,6 +93,15 @@ class PacketState(StrEnum):
     PURGED = "purged"
 
 
+# The words the operator sees for each state (docs/sync-protocol.md).
+OPERATOR_WORDS: dict[PacketState, str] = {
+    PacketState.SEALED: "direkam",
+    PacketState.SENT: "terkirim",
+    PacketState.ACKNOWLEDGED: "diterima",
+    PacketState.REJECTED: "ditolak",
+    PacketState.QUARANTINED: "dikarantina",
+    PacketState.PURGED: "dihapus",
+}
 WAITING = (PacketState.SEALED, PacketState.SENT)
 ON_DISK = (*WAITING, PacketState.ACKNOWLEDGED, PacketState.REJECTED)
 

@@ -31,10 +31,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.config import add_config_option, load_config
 from kiosk.packet.keys import StationKeyFiles, load_station_key
-from kiosk.store.sqlite import INDEX_NAME, EnrollmentStore, PacketState
+from kiosk.store.sqlite import INDEX_NAME, OPERATOR_WORDS, EnrollmentStore, PacketState
 from kiosk.sync.client import HubClient, SyncError, SyncSetupError
 from kiosk.sync.runner import (
-    OPERATOR_WORDS,
     SyncSettings,
     SyncSummary,
     heartbeat_body,

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kiosk import __version__
 from kiosk.errors import KioskError
 from kiosk.health.inventory import INVENTORY_NAME, read_inventory
-from kiosk.store.sqlite import PacketState, StoredPacket
+from kiosk.store.sqlite import OPERATOR_WORDS, PacketState, StoredPacket
 from kiosk.sync.backoff import Backoff
 from kiosk.sync.client import (
     HubRefused,
@@ -41,16 +41,6 @@ from kiosk.sync.client import (
 )
 
 log = logging.getLogger(__name__)
-
-# The words the operator sees for each state (docs/sync-protocol.md).
-OPERATOR_WORDS: dict[str, str] = {
-    PacketState.SEALED: "direkam",
-    PacketState.SENT: "terkirim",
-    PacketState.ACKNOWLEDGED: "diterima",
-    PacketState.REJECTED: "ditolak",
-    PacketState.QUARANTINED: "dikarantina",
-    PacketState.PURGED: "dihapus",
-}
 
 POLL_INTERVAL_S = 30.0  # with nothing failing: how soon a newly sealed packet leaves
 HEARTBEAT_INTERVAL_S = 300.0
