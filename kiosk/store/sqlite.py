@@ -231,7 +231,8 @@ class EnrollmentStore:
                     f"knows {SCHEMA_VERSION}); update the kiosk software"
                 )
             self._db.executescript(SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:  # a write: never on every open, the disk may be full
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             for suffix in SIDE_FILES:
                 side = self.path.with_name(self.path.name + suffix)
                 if side.exists():
@@ -366,12 +367,21 @@ class EnrollmentStore:
             except (sqlite3.Error, OSError) as exc:
                 if isinstance(exc, StoreError):
                     raise
-                if self._db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):  # SQLite undoes it on reopen
+                with contextlib.suppress(sqlite3.Error):  # else SQLite undoes it on reopen
+                    if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
-                    with contextlib.suppress(OSError):  # no row names it: never sent
-                        path.unlink()
+                    # A COMMIT that failed on a full disk may have rolled back by itself:
+                    # the file is removed whenever no committed row names it.
+                    if not self._is_stored(packet.enrollment_id):
+                        with contextlib.suppress(OSError):
+                            path.unlink()
                 raise StoreError(explain(exc, self.data_dir)) from exc
+
+    def _is_stored(self, enrollment_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM packets WHERE enrollment_id = ?", (enrollment_id,)
+        ).fetchone()
+        return row is not None
 
     def _free_bytes(self) -> int:
         try:
