@@ -63,6 +63,9 @@ HEARTBEAT_LABEL = b"rekam-kiosk heartbeat v1\x00"
 REPLAY_REASON = "replay of an accepted enrollment with other content"
 RECENT_VERDICTS = 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# what a station's enrollment ids are made of (kiosk.flow.enrollment.new_enrollment_id):
+# refusing the rest keeps control characters (PostgreSQL text holds no NUL) out of the index
+_ENROLLMENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 log = logging.getLogger("hub")
 
@@ -246,6 +249,8 @@ class Hub:
             raise BadRequest("sha256: expected 64 lower-case hex digits")
         if not enrollment_id:
             raise BadRequest("enrollment: missing from Upload-Metadata")
+        if not _ENROLLMENT_ID.fullmatch(enrollment_id):
+            raise BadRequest("enrollment: expected letters, digits, '.', '_' or '-' (at most 128)")
         if length <= 0:
             raise BadRequest("Upload-Length: expected a positive byte count")
         if length > MAX_PACKET_BYTES:

@@ -293,6 +293,9 @@ def test_upload_refusals(serve, sealed):
     assert "base64" in refused.json()["error"]
     newer = served.upload_headers(data, STATION, "E") | {"Rekam-Protocol": "2"}
     assert served.client.post("/v1/uploads", headers=newer).status_code == 400
+    nul = served.client.post("/v1/uploads", headers=served.upload_headers(data, STATION, "E\x00"))
+    assert nul.status_code == 400  # PostgreSQL text cannot hold a NUL: refused before the index
+    assert "enrollment: expected letters" in nul.json()["error"]
     wrong_type = served.client.patch(
         f"/v1/uploads/{sha(data)}", headers={"Upload-Offset": "0"}, content=b"x"
     )
