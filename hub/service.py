@@ -210,11 +210,25 @@ class Hub:
         if self.data_dir is None:
             return
         with self._refresh_lock:
-            known = self.index.station_keys()
+            known = {station.station_id: station for station in self.index.stations()}
+            folder = layout.stations_path(self.data_dir)
             for station_id, public_key in layout.registered_stations(self.data_dir).items():
-                if known.get(station_id) != public_key:
-                    self.register_station(station_id, public_key)
-                    self.log.info("station %s registered (key %s)", station_id, key_id(public_key))
+                station = known.get(station_id)
+                if station is not None and station.public_key == public_key:
+                    continue
+                # Replicas share one index but each has its folder: a replica whose
+                # folder still holds a station's old key must not undo its new one.
+                written = (folder / f"{station_id}.pub").stat().st_mtime
+                if station is not None and written <= station.registered_at.timestamp():
+                    self.log.warning(
+                        "station %s: %s holds an older key than the shared index; "
+                        "copy the newer stations/ folder to this replica",
+                        station_id,
+                        folder / f"{station_id}.pub",
+                    )
+                    continue
+                self.register_station(station_id, public_key)
+                self.log.info("station %s registered (key %s)", station_id, key_id(public_key))
 
     def station_keys(self, wanted: str | None = None) -> dict[str, bytes]:
         """Registered station keys; the folder is read again if ``wanted`` is not among them

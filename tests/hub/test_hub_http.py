@@ -387,3 +387,30 @@ def test_an_upload_resumes_on_another_replica(serve, sealed, hub_dir):
     assert first.client.get(f"/v1/packets/{STATION}-20261128-000001").json()["verdict"] == (
         "accepted"
     )
+
+
+def test_a_replica_with_a_stale_stations_folder_does_not_undo_a_new_key(hub_dir, tmp_path):
+    """Replicas share the index; each reads its own stations/ folder at start."""
+    import os
+    import shutil
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from kiosk.packet.keys import station_public_bytes
+
+    stale_dir = tmp_path / "replica-b"
+    shutil.copytree(hub_dir, stale_dir)  # replica B: a copy made before the new key
+    index = f"sqlite:///{tmp_path / 'shared.sqlite3'}"
+    blobs = f"file:///{tmp_path / 'shared-blobs'}"
+    Hub.open(hub_dir, database=index, blobs=blobs).close()
+    old_file = layout.stations_path(stale_dir) / f"{STATION}.pub"
+    os.utime(old_file, (old_file.stat().st_mtime - 3600,) * 2)  # written an hour earlier
+    new_key = station_public_bytes(Ed25519PrivateKey.generate())
+    (layout.stations_path(hub_dir) / f"{STATION}.pub").unlink()
+    layout.add_station(hub_dir, STATION, new_key)  # re-provisioned on replica A
+    Hub.open(hub_dir, database=index, blobs=blobs).close()
+    stale = Hub.open(stale_dir, database=index, blobs=blobs)  # replica B restarts
+    try:
+        assert stale.station_keys()[STATION] == new_key
+    finally:
+        stale.close()
