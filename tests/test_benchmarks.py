@@ -20,6 +20,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("simulate_enrollments.py", ["--citizens", "2", "--rounds", "1"], "median per citizen"),
         ("config_fuzz.py", ["20"], ""),
         ("zhiantec_fuzz.py", ["30"], "worst overrun"),
+        ("crash_safety.py", ["--enrollments", "5"], "kills (SIGKILL)"),
         ("sync_throughput.py", ["--packets", "3", "--hub", "embedded"], "packets/s"),
     ],
 )

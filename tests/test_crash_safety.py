@@ -3,11 +3,12 @@ never loses an enrollment whose receipt it showed and never shows a torn packet.
 
 A child process runs the real EnrollmentFlow on the simulation's fake modules,
 saving into a real EnrollmentStore with a sealer whose keys the test wrote into
-the data folder. It prints ``saving <id>`` as the store's save begins and
-``saved <id>`` only once ``flow.save()`` returned the id (the receipt). The test
-kills it, half the time a few milliseconds after a ``saving`` line (so the kill
-lands in sealing, the file's write, its rename or the commit), half the time at
-a random moment, and before starting it again opens the store itself and checks:
+the data folder. It prints ``saving <id>`` once the store has sealed the packet,
+just before the store writes its file and commits, and ``saved <id>`` only once
+``flow.save()`` returned the id (the receipt). The test kills it, half the time
+within a few milliseconds of a ``saving`` line (so the kill lands in the file's
+write, its fsync, its rename or the commit, or just after), half the time at a
+random moment, and before starting it again opens the store itself and checks:
 
 - the store opens (no exception) and SQLite's integrity_check says ok;
 - every enrollment reported saved is there, SEALED, and opens and verifies with
@@ -54,13 +55,15 @@ from kiosk.store.sqlite import (
 )
 
 STATION = "CRASH-01"
-# A save (seal, write, fsync, rename, fsync the folder, commit) takes a few ms on a
-# PC's disk: a kill this long after its ``saving`` line lands inside it, or just after.
-MID_SAVE_DELAY_S = 0.004
+# The disk part of a save (write, fsync, rename, fsync the folder, commit) takes a few
+# ms on a PC's disk: a kill this long after its ``saving`` line lands in it or just after.
+MID_SAVE_DELAY_S = 0.003
 
 ZYGOTE = r"""
+import ctypes
 import os
 import random
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -81,16 +84,25 @@ def say(*words):
     os.write(1, (" ".join(map(str, words)) + "\n").encode())  # one write: never interleaved
 
 
+class AnnouncingSealer:
+    # The station's sealer, saying "saving <id>" once a packet is sealed: the store
+    # asks identity() right after seal(), then writes the file and commits.
+
+    def __init__(self, sealer):
+        self.sealer = sealer
+        self.station_id = sealer.station_id
+
+    def seal(self, packet):
+        return self.sealer.seal(packet)
+
+    def identity(self, packet):
+        say("saving", packet.enrollment_id)
+        return self.sealer.identity(packet)
+
+
 def enroll_forever():
     sealer = Sealer.from_key_files(StationKeyFiles.in_data_dir(data_dir), station)
-    store = EnrollmentStore(data_dir, sealer)
-    save = store.save
-
-    def announced_save(packet):
-        say("saving", packet.enrollment_id)
-        save(packet)
-
-    store.save = announced_save
+    store = EnrollmentStore(data_dir, AnnouncingSealer(sealer))
     modules = StationModules.from_config(config, simulate=True)
     modules.open()
     flow = EnrollmentFlow(
@@ -106,6 +118,7 @@ for _ in sys.stdin:
     pid = os.fork()
     if pid == 0:
         try:
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
             enroll_forever()
         finally:
             os._exit(70)  # only a kill should end a child
@@ -321,7 +334,7 @@ def run_crashes(data_dir: Path, enrollments: int, seed: int, check_every: int = 
                     data_dir, station_key, reported, last_sequence, report
                 )
     finally:
-        zygote.stdin.close()
+        zygote.kill()  # and with it a child still running (it dies with its parent)
         zygote.wait(timeout=30)
     report.enrollments = len(reported)
     report.seconds = time.monotonic() - started
