@@ -334,6 +334,28 @@ def test_a_buggy_station_signing_a_bad_manifest_is_rejected(
     assert rejected(data, hub, registered).reason is reason
 
 
+@pytest.mark.parametrize(
+    ("change", "reason", "detail"),
+    [
+        ({"schema": 99}, Rejection.UNSUPPORTED_SCHEMA, "schema 99 is not one this software reads"),
+        ({"schema": 2}, Rejection.UNSUPPORTED_SCHEMA, "schema 2"),
+        ({"nik": None}, Rejection.BAD_MANIFEST, "'nik' missing or not a str"),
+        ({"nik": "32010141019"}, Rejection.BAD_MANIFEST, "'nik' is not 16 digits"),
+        ({"fingers": "all"}, Rejection.BAD_MANIFEST, "'fingers' missing or not a list"),
+        ({"face": {"image": "portrait.jpg"}}, Rejection.BAD_MANIFEST, "lacks: portrait.jpg"),
+        ({"signature": None}, Rejection.BAD_MANIFEST, "does not name: signature"),
+    ],
+)
+def test_a_manifest_the_hub_cannot_read_is_rejected_saying_why(
+    packet, station_key, hub, registered, change, reason, detail
+):
+    odd = Packet(packet.enrollment_id, {**packet.manifest, **change}, packet.files)
+    data = seal(odd, station_key=station_key, station_id=STATION, hub_public_key=hub.public_bytes())
+    error = rejected(data, hub, registered)
+    assert error.reason is reason
+    assert detail in str(error)
+
+
 def test_rejection_is_a_kiosk_error_and_a_value_error(hub, registered):
     with pytest.raises(KioskError):
         open_with(b"", hub, registered)

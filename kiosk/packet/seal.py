@@ -65,6 +65,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from kiosk.errors import KioskError
+from kiosk.packet import schema
 from kiosk.packet.build import Packet
 from kiosk.packet.keys import (
     STATION_PUBLIC_BYTES,
@@ -124,6 +125,7 @@ class Rejection(StrEnum):
     REWRAPPED = "signed for another envelope"
     PART_HASH_MISMATCH = "part hash mismatch"
     BAD_MANIFEST = "manifest is not valid"
+    UNSUPPORTED_SCHEMA = "unsupported manifest schema"
     ENROLLMENT_MISMATCH = "enrollment id mismatch"
     STATION_MISMATCH = "station id mismatch"
 
@@ -408,6 +410,12 @@ def _packet(header: dict, files: dict[str, bytes]) -> Packet:
         raise PacketRejected(
             Rejection.STATION_MISMATCH,
             f"header {header['station_id']!r}, manifest {_shown_station(station)}",
+        )
+    unreadable = schema.problem(manifest, files)
+    if unreadable:
+        newer = unreadable.startswith("schema ")
+        raise PacketRejected(
+            Rejection.UNSUPPORTED_SCHEMA if newer else Rejection.BAD_MANIFEST, unreadable
         )
     return Packet(enrollment_id=header["enrollment_id"], manifest=manifest, files=files)
 
