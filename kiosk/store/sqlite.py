@@ -217,6 +217,11 @@ class EnrollmentStore:
         self._closed = False
         try:
             for folder in (self.data_dir, self.packets_dir, self.quarantine_dir):
+                if folder.exists() and not folder.is_dir():  # else mkdir says "File exists"
+                    raise StoreError(
+                        f"{folder}: not a folder; set station.data_dir to a folder, "
+                        "or move that file away"
+                    )
                 make_private_dir(folder)
             _make_private_file(self.path)
             self._db = sqlite3.connect(
