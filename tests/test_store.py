@@ -357,10 +357,18 @@ def test_a_store_under_a_file_cannot_be_opened(tmp_path):
     (tmp_path / "kiosk").write_text("a file where the data folder should be")
     with pytest.raises(StoreError) as caught:
         EnrollmentStore(tmp_path / "kiosk")
-    message = str(caught.value)
-    assert message.startswith(str(tmp_path / "kiosk"))
-    assert "\n" not in message
+    assert str(caught.value) == (
+        f"{tmp_path / 'kiosk'}: not a folder; set station.data_dir to a folder, "
+        "or move that file away"
+    )
     assert (tmp_path / "kiosk").read_text() == "a file where the data folder should be"
+
+
+def test_a_file_where_the_packets_folder_should_be_is_named(tmp_path):
+    (tmp_path / "kiosk").mkdir()
+    (tmp_path / "kiosk" / "packets").write_text("not a folder")
+    with pytest.raises(StoreError, match=r"kiosk/packets: not a folder; "):
+        EnrollmentStore(tmp_path / "kiosk")
 
 
 # -- damaged packet files ------------------------------------------------------------
@@ -733,7 +741,7 @@ def test_a_disk_that_fills_in_the_write_or_the_commit_leaves_nothing_half_writte
 ):
     """The store's own check passed (another process filled the disk meanwhile): the
     file's write or the index's commit meets the full disk itself."""
-    disk = small_disk(3 * MB)
+    disk = small_disk(6 * MB)
     store = EnrollmentStore(disk / "data", test_sealer())
     monkeypatch.setattr(store, "_free_bytes", lambda: 2**40)
     try:
