@@ -58,6 +58,7 @@ STATION = "CRASH-01"
 # The disk part of a save (write, fsync, rename, fsync the folder, commit) takes a few
 # ms on a PC's disk: a kill this long after its ``saving`` line lands in it or just after.
 MID_SAVE_DELAY_S = 0.003
+SILENCE_S = 60  # a child that says nothing for this long is stuck: the test fails
 
 ZYGOTE = r"""
 import ctypes
@@ -210,10 +211,11 @@ def kill_one_child(
 
     plan_random_kill()
     while True:
-        timeout = None if killed or kill_at is None else max(0.0, kill_at - time.monotonic())
-        line = lines.next(timeout)
-        if line is None:  # the random moment came
-            kill()
+        waiting_to_kill = kill_at is not None and not killed
+        line = lines.next(max(0.0, kill_at - time.monotonic()) if waiting_to_kill else SILENCE_S)
+        if line is None:
+            assert waiting_to_kill, f"no word from the child for {SILENCE_S} s"
+            kill()  # the random moment came
             continue
         word, _, rest = line.partition(" ")
         if word == "saving":
