@@ -270,6 +270,12 @@ class EnrollmentStore:
                 "SELECT enrollment_id, sha256, size FROM packets WHERE state IN (?, ?, ?, ?)",
                 ON_DISK,
             ).fetchall()
+            purged = {
+                self._packet_path(row[0]).name
+                for row in self._db.execute(
+                    "SELECT enrollment_id FROM packets WHERE state = ?", (PacketState.PURGED,)
+                )
+            }
             named = set()
             for enrollment_id, sha256, size in rows:
                 path = self._packet_path(enrollment_id)
@@ -282,6 +288,10 @@ class EnrollmentStore:
                     continue
                 if path.name.startswith(TEMP_PREFIX):  # a save cut short before its rename
                     log.info("%s: removing a packet whose writing was cut short", path)
+                    path.unlink()
+                    continue
+                if path.name in purged:  # a purge cut short between its row and the unlink
+                    log.info("%s: removing a purged packet's file", path)
                     path.unlink()
                     continue
                 self._move_aside(path, "no index entry names it (a save cut short by a crash)")
@@ -517,12 +527,14 @@ class EnrollmentStore:
                 (PacketState.ACKNOWLEDGED, cutoff.isoformat()),
             ).fetchall()
             for (enrollment_id,) in rows:
-                with contextlib.suppress(FileNotFoundError):
-                    self._packet_path(enrollment_id).unlink()
+                # The row first: a crash before the unlink leaves a file that opening
+                # deletes, where a file gone under an ACKNOWLEDGED row would read as damage.
                 self._db.execute(
                     "UPDATE packets SET state = ?, changed_at = ? WHERE enrollment_id = ?",
                     (PacketState.PURGED, _now(), enrollment_id),
                 )
+                with contextlib.suppress(FileNotFoundError):
+                    self._packet_path(enrollment_id).unlink()
             if rows:
                 fsync_dir(self.packets_dir)
         return len(rows)
