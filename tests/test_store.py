@@ -639,6 +639,73 @@ def test_purge_deletes_only_acknowledged_files_older_than_the_days(store, packet
         store.close()
 
 
+class PowerCut(BaseException):
+    """The process stops here (a power cut): nothing after it runs."""
+
+
+class CutAtPurgeUpdate:
+    """The store's connection, with the power cut at a purge's UPDATE."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def execute(self, sql: str, *args):
+        if sql.startswith("UPDATE packets SET state = ?, changed_at = ?"):
+            raise PowerCut
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.db, name)
+
+
+def acknowledged_long_ago(store: EnrollmentStore, packet: Packet) -> Path:
+    store.save(packet)
+    store.record_verdict(packet.enrollment_id, accepted=True)
+    return store.packet(packet.enrollment_id).path
+
+
+@pytest.mark.parametrize("where", ["at the row", "at the unlink"])
+def test_a_purge_cut_short_anywhere_leaves_no_false_alarm(store, packet, monkeypatch, where):
+    path = acknowledged_long_ago(store, packet)
+    later = datetime.now(UTC) + timedelta(days=31)
+    if where == "at the row":
+        real, store._db = store._db, CutAtPurgeUpdate(store._db)
+    else:
+        monkeypatch.setattr(Path, "unlink", lambda *_, **__: (_ for _ in ()).throw(PowerCut))
+    with pytest.raises(PowerCut):
+        store.purge(30, now=later)
+    if where == "at the row":
+        store._db = real
+    monkeypatch.undo()
+    store = reopened(store)
+    try:
+        assert store.problems == []  # no "missing" packet for a technician to chase
+        assert names(store.quarantine_dir) == set()
+        state = store.packet(packet.enrollment_id).state
+        assert state in (PacketState.ACKNOWLEDGED, PacketState.PURGED)
+        assert path.exists() == (state is PacketState.ACKNOWLEDGED)
+        store.purge(30, now=later)  # and the purge can be done again
+        assert store.packet(packet.enrollment_id).state is PacketState.PURGED
+        assert not path.exists()
+    finally:
+        store.close()
+
+
+def test_opening_deletes_the_file_of_a_purged_packet(store, packet):
+    """A purge cut between its row and its unlink: opening finishes it."""
+    path = acknowledged_long_ago(store, packet)
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE packets SET state = 'purged'")
+    store = reopened(store)
+    try:
+        assert not path.exists()
+        assert store.problems == []
+        assert names(store.quarantine_dir) == set()
+        assert store.packet(packet.enrollment_id).state is PacketState.PURGED
+    finally:
+        store.close()
+
+
 def test_today_counts_the_days_enrollments_and_their_median_time(store, packet):
     for n, seconds in ((1, 100.0), (2, 140.0), (3, 180.0)):
         store.save(renamed(packet, eid(n), sequence=n, step_seconds={"face": 10.0, "nik": seconds}))
