@@ -34,6 +34,7 @@ from kiosk.packet.build import Packet
 from kiosk.packet.keys import station_public_bytes
 from kiosk.packet.seal import MAGIC, open_sealed
 from kiosk.simulate import enroll_one
+from kiosk.store.export import export_packets
 from kiosk.store.preflight import MIN_FREE_BYTES, check_data_dir
 from kiosk.store.sqlite import (
     INDEX_NAME,
@@ -900,6 +901,17 @@ def test_after_a_full_disk_kiosk_export_copies_every_committed_packet(
     ]
     assert [p.enrollment_id for p in opened] == saved
     assert all(p.files == packet.files for p in opened)
+
+
+def test_an_export_to_a_full_stick_says_so_and_leaves_no_half_export(small_disk, store, packet):
+    three_saved(store, packet)
+    stick = small_disk(256 * 1024)  # room for one sealed packet, not three
+    with pytest.raises(StoreError) as caught:
+        export_packets(store.data_dir, stick, label="TEST-01")
+    assert str(caught.value) == f"{stick}: full; use a USB stick with more room"
+    assert list(stick.iterdir()) == []  # no .partial folder left to be taken for an export
+    assert [p.state for p in store.waiting()] == [PacketState.SEALED] * 3  # nothing changed
+    assert_nothing_half_written(store)
 
 
 # -- before the window opens ----------------------------------------------------------
