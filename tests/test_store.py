@@ -173,6 +173,45 @@ def test_the_index_keeps_no_clear_data(store, packet):
     assert b"face" not in index  # no file names, no manifest
 
 
+def test_opening_the_store_while_another_saves_never_takes_a_save_for_an_orphan(tmp_path, packet):
+    """`kiosk sync` and `kiosk export` open the folder while the kiosk saves: their
+    check of the files waits for a save's commit, never sees its file half-done."""
+    kiosk = EnrollmentStore(tmp_path / "kiosk", test_sealer())
+    done = threading.Event()
+    errors = []
+
+    def save_many() -> None:
+        try:
+            for n in range(1, 41):
+                kiosk.save(renamed(packet, eid(n), sequence=n))
+        except Exception as exc:  # collected: a thread's exception would be lost
+            errors.append(exc)
+        finally:
+            done.set()
+
+    saver = threading.Thread(target=save_many)
+    saver.start()
+    openings = 0
+    try:
+        while not done.is_set() or openings == 0:
+            other = EnrollmentStore(tmp_path / "kiosk")  # its own connection, as a process
+            try:
+                assert other.problems == []
+                assert other.backlog()[PacketState.QUARANTINED] == 0
+            finally:
+                other.close()
+            openings += 1
+    finally:
+        saver.join()
+    try:
+        assert errors == []
+        assert kiosk.count() == 40
+        assert kiosk.problems == []
+        assert_nothing_half_written(kiosk)
+    finally:
+        kiosk.close()
+
+
 # -- privacy -------------------------------------------------------------------------
 
 
