@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 
@@ -15,7 +17,7 @@ from kiosk.drivers.signature.fake import FakeSignaturePad
 from kiosk.health.station import StationModules
 from kiosk.packet.build import Packet
 from kiosk.packet.keys import HubPrivateKey, station_public_bytes
-from kiosk.packet.seal import Sealer, open_sealed
+from kiosk.packet.seal import Sealer, inspect, open_sealed
 
 VALID_NIK = "3201014101900001"  # Kab. Bogor, a woman born 1 January 1990
 
@@ -111,3 +113,48 @@ def wait_until(condition: Callable[[], object], timeout: float = 3.0) -> float:
             pytest.fail(f"not within {timeout} s")
         time.sleep(0.005)
     return time.monotonic() - start
+
+
+def enrolled_packet(station_id: str = "TEST-01") -> Packet:
+    """One real packet: a whole enrollment of the fake modules through the flow
+    (face, ten WSQ prints, signature)."""
+    from kiosk.config import SessionConfig
+    from kiosk.flow.machine import EnrollmentFlow
+    from kiosk.simulate import enroll_one
+
+    modules = fake_modules()
+    catcher = PacketCatcher()
+    try:
+        flow = EnrollmentFlow(
+            station_id=station_id,
+            modules=modules,
+            sink=catcher,
+            session=SessionConfig(),
+            clock=FakeClock(),
+        )
+        enroll_one(flow, VALID_NIK)
+    finally:
+        modules.close()
+    (packet,) = catcher.packets
+    return packet
+
+
+def upload_headers(
+    data: bytes, station: str | None = None, enrollment: str | None = None
+) -> dict[str, str]:
+    """The tus creation headers for the sealed packet ``data`` (docs/sync-protocol.md);
+    station and enrollment come from its clear header unless given."""
+    header = inspect(data) if station is None or enrollment is None else {}
+    station = header.get("station_id", station)
+    enrollment = header.get("enrollment_id", enrollment)
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "Tus-Resumable": "1.0.0",
+        "Rekam-Protocol": "1",
+        "Upload-Length": str(len(data)),
+        "Upload-Metadata": f"station {b64(station)},enrollment {b64(enrollment)},"
+        f"sha256 {b64(hashlib.sha256(data).hexdigest())}",
+    }

@@ -22,13 +22,12 @@ import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faultproxy import FaultProxy
-from support import VALID_NIK, FakeClock, PacketCatcher, fake_modules, wait_until
+from support import enrolled_packet, wait_until
 
 from hub import layout
 from hub.app import create_app
 from hub.service import Hub
-from kiosk.config import SIMULATION_PATH, SessionConfig
-from kiosk.flow.machine import EnrollmentFlow
+from kiosk.config import SIMULATION_PATH
 from kiosk.packet.build import Packet
 from kiosk.packet.keys import (
     StationKeyFiles,
@@ -37,7 +36,6 @@ from kiosk.packet.keys import (
     station_public_bytes,
 )
 from kiosk.packet.seal import Sealer, open_sealed, seal
-from kiosk.simulate import enroll_one
 from kiosk.store.sqlite import EnrollmentStore, PacketState
 from kiosk.sync.backoff import Backoff
 from kiosk.sync.client import (
@@ -57,20 +55,7 @@ STATION = "TEST-01"
 @pytest.fixture(scope="module")
 def base_packet() -> Packet:
     """One real enrollment of the fake modules (face, ten WSQ prints, signature)."""
-    modules = fake_modules()
-    try:
-        flow = EnrollmentFlow(
-            station_id=STATION,
-            modules=modules,
-            sink=PacketCatcher(),
-            session=SessionConfig(),
-            clock=FakeClock(),
-        )
-        enroll_one(flow, VALID_NIK)
-    finally:
-        modules.close()
-    (packet,) = flow.sink.packets
-    return packet
+    return enrolled_packet(STATION)
 
 
 def numbered(base: Packet, sequence: int, station: str = STATION) -> Packet:

@@ -19,17 +19,14 @@ import httpx
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from support import VALID_NIK, FakeClock, PacketCatcher, fake_modules
+from support import enrolled_packet, upload_headers
 
 from hub import layout
 from hub.app import create_app
 from hub.service import HEARTBEAT_LABEL, Hub
-from kiosk.config import SessionConfig
-from kiosk.flow.machine import EnrollmentFlow
 from kiosk.packet.build import Packet
 from kiosk.packet.keys import load_hub_public_key, station_public_bytes
 from kiosk.packet.seal import seal
-from kiosk.simulate import enroll_one
 
 STATIONS = ("JB-BOGOR-01", "JB-BOGOR-02")
 
@@ -37,20 +34,7 @@ STATIONS = ("JB-BOGOR-01", "JB-BOGOR-02")
 @pytest.fixture(scope="session")
 def base_packet() -> Packet:
     """One real packet of the fake modules (face, ten WSQ prints, signature)."""
-    modules = fake_modules()
-    try:
-        flow = EnrollmentFlow(
-            station_id="TEMPLATE",
-            modules=modules,
-            sink=PacketCatcher(),
-            session=SessionConfig(),
-            clock=FakeClock(),
-        )
-        enroll_one(flow, VALID_NIK)
-    finally:
-        modules.close()
-    (packet,) = flow.sink.packets
-    return packet
+    return enrolled_packet("TEMPLATE")
 
 
 @pytest.fixture(scope="session")
@@ -128,16 +112,7 @@ class Served:
     client: httpx.Client
 
     def upload_headers(self, data: bytes, station: str, enrollment: str) -> dict[str, str]:
-        def b64(text: str) -> str:
-            return base64.b64encode(text.encode()).decode()
-
-        return {
-            "Tus-Resumable": "1.0.0",
-            "Rekam-Protocol": "1",
-            "Upload-Length": str(len(data)),
-            "Upload-Metadata": f"station {b64(station)},enrollment {b64(enrollment)},"
-            f"sha256 {b64(hashlib.sha256(data).hexdigest())}",
-        }
+        return upload_headers(data, station, enrollment)
 
     def create(self, data: bytes, station: str = STATIONS[0], enrollment: str | None = None):
         enrollment = enrollment or json.loads(_header(data))["enrollment_id"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support import upload_headers
 
 from hub import layout
 from hub.cli import main
@@ -196,7 +196,7 @@ def test_a_killed_hub_keeps_accepted_packets_and_partial_uploads(hub_dir, sealed
     try:
         with _client(hub_dir, port, pinned) as client:
             for data, upto in ((first, len(first)), (second, 6000)):
-                answer = client.post("/v1/uploads", headers=_create_headers(data))
+                answer = client.post("/v1/uploads", headers=upload_headers(data))
                 assert answer.status_code == 201
                 answer = client.patch(
                     f"/v1/uploads/{hashlib.sha256(data).hexdigest()}",
@@ -226,22 +226,6 @@ def test_a_killed_hub_keeps_accepted_packets_and_partial_uploads(hub_dir, sealed
     index = SqliteIndex(hub_dir / "index.sqlite3")
     assert index.verdict_counts() == {STATION: {"accepted": 2, "rejected": 0}}
     index.close()
-
-
-def _create_headers(data: bytes) -> dict[str, str]:
-    header = json.loads(data[13 : 13 + int.from_bytes(data[9:13], "big")])
-
-    def b64(text: str) -> str:
-        return base64.b64encode(text.encode()).decode()
-
-    return {
-        "Tus-Resumable": "1.0.0",
-        "Rekam-Protocol": "1",
-        "Upload-Length": str(len(data)),
-        "Upload-Metadata": f"station {b64(header['station_id'])},"
-        f"enrollment {b64(header['enrollment_id'])},"
-        f"sha256 {b64(hashlib.sha256(data).hexdigest())}",
-    }
 
 
 def _patch_headers(offset: int) -> dict[str, str]:
