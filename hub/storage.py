@@ -20,9 +20,10 @@ Blob keys used by the hub (see hub/service.py)::
     packets/<sha256>.rekam                         an accepted sealed packet
     quarantine/<sha256>.rekam                      a rejected one, kept for an investigator
 
-The SQL below is plain enough that PostgreSQL takes it almost as is
-(``?`` becomes ``%s``, BLOB becomes BYTEA, INTEGER offsets BIGINT); times are
-ISO 8601 UTC strings, as everywhere in the project.
+The queries are written once, in :class:`SqlIndex`, for both index backends
+(PostgreSQL's cursor turns ``?`` into ``%s``); each backend keeps its own
+transactions, schema (BLOB becomes BYTEA, INTEGER offsets BIGINT) and time
+columns: SQLite keeps ISO 8601 UTC strings, as everywhere in the project.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -80,10 +82,15 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(moment: datetime) -> str:
+def in_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; ValueError for a time without an offset."""
     if moment.tzinfo is None:
         raise ValueError("times must carry a UTC offset")
-    return moment.astimezone(UTC).isoformat()
+    return moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return in_utc(moment).isoformat()
 
 
 def micros(moment: datetime) -> int:
@@ -348,6 +355,282 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# -- the index in SQL: what both backends share -------------------------------------
+
+_VERDICT_COLUMNS = (
+    "sha256, enrollment_id, station_id, verdict, reason, detail, received_at, size, blob_key, "
+    "simulated"
+)
+_UPLOAD_COLUMNS = "sha256, station_id, enrollment_id, total_bytes, received_bytes, created_at"
+# "no limit" as a LIMIT both take (PostgreSQL refuses SQLite's -1, SQLite refuses NULL)
+_NO_LIMIT = 2**63 - 1
+
+
+class SqlIndex(ABC):
+    """The :class:`Index` methods of :class:`SqliteIndex` and ``hub.postgres.PostgresIndex``,
+    each query written once, with ``?`` placeholders.
+
+    A backend brings what really differs: ``_transaction`` (a context manager yielding an
+    object whose ``execute(sql, params)`` takes ``?`` and returns a cursor; one transaction,
+    committed when the block ends without error), schema creation, ``close`` and
+    ``record_heartbeat``; and as attributes ``_where`` (how its error messages name it),
+    ``_byte_order`` (the collation ordering ids byte by byte), ``_unique_violation`` (what
+    a broken unique key raises out of ``_transaction``) and ``_store_time`` /
+    ``_load_time`` (a datetime to its time columns and back).
+    """
+
+    _where: str
+    _byte_order: str
+    _unique_violation: type[Exception]
+    _store_time: Callable[[datetime], object]
+    _load_time: Callable[[Any], datetime]
+
+    @abstractmethod
+    def _transaction(self, write: bool = True) -> AbstractContextManager[Any]:
+        """One transaction; ``write`` says whether the block writes."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def record_heartbeat(self, heartbeat: Heartbeat) -> bool: ...
+
+    # stations
+
+    def register_station(self, station_id: str, public_key: bytes, registered_at: datetime) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO stations (station_id, public_key, registered_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (station_id) DO UPDATE SET public_key = excluded.public_key, "
+                "registered_at = excluded.registered_at "
+                "WHERE stations.public_key <> excluded.public_key",
+                (station_id, bytes(public_key), self._store_time(registered_at)),
+            )
+
+    def station_keys(self) -> dict[str, bytes]:
+        with self._transaction(write=False) as db:
+            rows = db.execute("SELECT station_id, public_key FROM stations").fetchall()
+        return {station_id: bytes(key) for station_id, key in rows}
+
+    def stations(self) -> list[Station]:
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT station_id, public_key, registered_at FROM stations "
+                f"ORDER BY station_id COLLATE {self._byte_order}"
+            ).fetchall()
+        return [Station(s, bytes(k), self._load_time(at)) for s, k, at in rows]
+
+    # uploads
+
+    def create_or_get_upload(self, upload: Upload) -> Upload:
+        values = (
+            upload.sha256,
+            upload.station_id,
+            upload.enrollment_id,
+            upload.length,
+            self._store_time(upload.created_at),
+        )
+        with self._transaction() as db:
+            # PostgreSQL (READ COMMITTED): the INSERT waits for a concurrent creator's commit
+            # and then does nothing; the SELECT, a new statement with a new snapshot, sees its
+            # row. Only a replica finishing (deleting) the upload in between makes it go round.
+            # SQLite's write transaction holds the file's write lock: the first round does.
+            for _ in range(3):
+                db.execute(
+                    f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?) "
+                    "ON CONFLICT (sha256) DO NOTHING",
+                    values,
+                )
+                row = db.execute(
+                    f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE sha256 = ?", (upload.sha256,)
+                ).fetchone()
+                if row is not None:
+                    return self._upload(row)
+        raise StorageError(
+            f"{self._where}: upload {upload.sha256[:16]} kept vanishing while it was created"
+        )
+
+    def get_upload(self, sha256: str) -> Upload | None:
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        return self._upload(row) if row else None
+
+    def advance_upload(self, sha256: str, from_offset: int, new_offset: int, key: str) -> bool:
+        if new_offset <= from_offset:
+            raise ValueError(f"an upload only moves forward ({from_offset} -> {new_offset})")
+        with self._transaction() as db:
+            # a concurrent UPDATE of the row makes this one wait for its commit (PostgreSQL's
+            # row lock, SQLite's write lock), then check the WHERE on the new row: the loser
+            # moves nothing
+            moved = db.execute(
+                "UPDATE uploads SET received_bytes = ? WHERE sha256 = ? AND received_bytes = ?",
+                (new_offset, sha256, from_offset),
+            ).rowcount
+            if moved != 1:
+                return False
+            db.execute(
+                "INSERT INTO upload_chunks (sha256, start_byte, end_byte, blob_key) "
+                "VALUES (?, ?, ?, ?)",
+                (sha256, from_offset, new_offset, key),
+            )
+        return True
+
+    def upload_chunks(self, sha256: str) -> list[Chunk]:
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT start_byte, end_byte, blob_key FROM upload_chunks WHERE sha256 = ? "
+                "ORDER BY start_byte",
+                (sha256,),
+            ).fetchall()
+        return [Chunk(start, end, key) for start, end, key in rows]
+
+    def delete_upload(self, sha256: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM upload_chunks WHERE sha256 = ?", (sha256,))
+            db.execute("DELETE FROM uploads WHERE sha256 = ?", (sha256,))
+
+    def uploads(self) -> list[Upload]:
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads "
+                f"ORDER BY created_at, sha256 COLLATE {self._byte_order}"
+            ).fetchall()
+        return [self._upload(row) for row in rows]
+
+    # verdicts
+
+    def record_verdict(self, verdict: Verdict) -> Verdict:
+        values = (
+            verdict.sha256,
+            verdict.enrollment_id,
+            verdict.station_id,
+            verdict.verdict,
+            verdict.reason,
+            verdict.detail,
+            self._store_time(verdict.received_at),
+            verdict.size,
+            verdict.blob_key,
+            bool(verdict.simulated),  # SQLite keeps it as the integer 1 or 0
+        )
+        try:
+            with self._transaction() as db:
+                inserted = db.execute(
+                    f"INSERT INTO verdicts ({_VERDICT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+                    values,
+                ).rowcount
+                if not inserted:  # a verdict on these very bytes exists: it stands
+                    row = db.execute(
+                        f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE sha256 = ?",
+                        (verdict.sha256,),
+                    ).fetchone()
+                    return self._verdict(row)
+        except self._unique_violation:
+            # ON CONFLICT settles only its own key: a replica inserting these very bytes at
+            # the same moment trips one_accepted_per_enrollment first. Then its verdict stands.
+            same = self.verdict_for_sha(verdict.sha256)
+            if same is not None:
+                return same
+            # one_accepted_per_enrollment: another SHA-256 of the enrollment won
+            existing = self._accepted(verdict.enrollment_id)
+            if existing is None:  # pragma: no cover - an accepted verdict is never deleted
+                raise StorageError(
+                    f"enrollment {verdict.enrollment_id}: a unique key refused the verdict, "
+                    "and no accepted packet holds it"
+                ) from None
+            raise AlreadyAccepted(existing) from None
+        return verdict
+
+    def _accepted(self, enrollment_id: str) -> Verdict | None:
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                f"SELECT {_VERDICT_COLUMNS} FROM verdicts "
+                "WHERE enrollment_id = ? AND verdict = 'accepted'",
+                (enrollment_id,),
+            ).fetchone()
+        return self._verdict(row) if row else None
+
+    def verdict_for_sha(self, sha256: str) -> Verdict | None:
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE sha256 = ?", (sha256,)
+            ).fetchone()
+        return self._verdict(row) if row else None
+
+    def verdict_for_enrollment(self, enrollment_id: str) -> Verdict | None:
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE enrollment_id = ? "
+                "ORDER BY CASE verdict WHEN 'accepted' THEN 0 ELSE 1 END, received_at DESC, "
+                f"sha256 COLLATE {self._byte_order} LIMIT 1",
+                (enrollment_id,),
+            ).fetchone()
+        return self._verdict(row) if row else None
+
+    def verdict_counts(self) -> dict[str, dict[str, int]]:
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT station_id, verdict, COUNT(*) FROM verdicts GROUP BY station_id, verdict"
+            ).fetchall()
+        counts: dict[str, dict[str, int]] = {}
+        for station_id, verdict, count in rows:
+            counts.setdefault(station_id, {ACCEPTED: 0, REJECTED: 0})[verdict] = count
+        return counts
+
+    def recent_verdicts(self, limit: int) -> list[Verdict]:
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                f"SELECT {_VERDICT_COLUMNS} FROM verdicts "
+                f"ORDER BY received_at DESC, sha256 COLLATE {self._byte_order} LIMIT ?",
+                (limit if limit >= 0 else _NO_LIMIT,),  # as SQLite: a negative limit is none
+            ).fetchall()
+        return [self._verdict(row) for row in rows]
+
+    # heartbeats
+
+    def heartbeats(self) -> list[Heartbeat]:
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT station_id, sent_at, received_at, body FROM heartbeats "
+                f"ORDER BY station_id COLLATE {self._byte_order}"
+            ).fetchall()
+        return [
+            Heartbeat(s, self._load_time(sent), self._load_time(got), json.loads(body))
+            for s, sent, got, body in rows
+        ]
+
+    # rows
+
+    @staticmethod
+    def _heartbeat_body(heartbeat: Heartbeat) -> str:
+        """The body as both backends keep it: JSON text (not PostgreSQL's jsonb, which would
+        refuse ``\\u0000`` and reorder keys), keys sorted."""
+        return json.dumps(heartbeat.body, ensure_ascii=False, sort_keys=True)
+
+    def _upload(self, row: tuple) -> Upload:
+        sha256, station_id, enrollment_id, length, offset, created_at = row
+        return Upload(
+            sha256, station_id, enrollment_id, length, offset, self._load_time(created_at)
+        )
+
+    def _verdict(self, row: tuple) -> Verdict:
+        sha256, enrollment_id, station_id, verdict, reason, detail, at, size, key, simulated = row
+        return Verdict(
+            sha256=sha256,
+            enrollment_id=enrollment_id,
+            station_id=station_id,
+            verdict=verdict,
+            reason=reason,
+            detail=detail,
+            received_at=self._load_time(at),
+            size=size,
+            blob_key=key,
+            simulated=bool(simulated),
+        )
+
+
 # -- embedded index: SQLite ---------------------------------------------------------
 
 SCHEMA_VERSION = 1
@@ -397,22 +680,23 @@ CREATE TABLE IF NOT EXISTS heartbeats (
 );
 """
 
-_VERDICT_COLUMNS = (
-    "sha256, enrollment_id, station_id, verdict, reason, detail, received_at, size, blob_key, "
-    "simulated"
-)
-_UPLOAD_COLUMNS = "sha256, station_id, enrollment_id, total_bytes, received_bytes, created_at"
 
-
-class SqliteIndex:
+class SqliteIndex(SqlIndex):
     """The index in one SQLite file (WAL, synchronous=FULL: a commit survives a power cut).
 
     One connection per object, behind a lock; several processes may share the file
-    (write transactions are BEGIN IMMEDIATE, with a busy timeout).
+    (write transactions are BEGIN IMMEDIATE, with a busy timeout). Times are ISO 8601
+    text; heartbeats are ordered by ``sent_us`` (text does not order them).
     """
+
+    _byte_order = "BINARY"
+    _unique_violation = sqlite3.IntegrityError
+    _store_time = staticmethod(_iso)
+    _load_time = staticmethod(datetime.fromisoformat)
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._where = str(self.path)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         try:
@@ -463,168 +747,6 @@ class SqliteIndex:
                 self._db.close()
                 self._db = None
 
-    # stations
-
-    def register_station(self, station_id: str, public_key: bytes, registered_at: datetime) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO stations (station_id, public_key, registered_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (station_id) DO UPDATE SET public_key = excluded.public_key, "
-                "registered_at = excluded.registered_at "
-                "WHERE stations.public_key <> excluded.public_key",
-                (station_id, public_key, _iso(registered_at)),
-            )
-
-    def station_keys(self) -> dict[str, bytes]:
-        with self._transaction(write=False) as db:
-            rows = db.execute("SELECT station_id, public_key FROM stations").fetchall()
-        return {station_id: bytes(key) for station_id, key in rows}
-
-    def stations(self) -> list[Station]:
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT station_id, public_key, registered_at FROM stations ORDER BY station_id"
-            ).fetchall()
-        return [Station(s, bytes(k), datetime.fromisoformat(at)) for s, k, at in rows]
-
-    # uploads
-
-    def create_or_get_upload(self, upload: Upload) -> Upload:
-        with self._transaction() as db:
-            db.execute(
-                f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, 0, ?) "
-                "ON CONFLICT (sha256) DO NOTHING",
-                (
-                    upload.sha256,
-                    upload.station_id,
-                    upload.enrollment_id,
-                    upload.length,
-                    _iso(upload.created_at),
-                ),
-            )
-            row = db.execute(
-                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE sha256 = ?", (upload.sha256,)
-            ).fetchone()
-        return _upload(row)
-
-    def get_upload(self, sha256: str) -> Upload | None:
-        with self._transaction(write=False) as db:
-            row = db.execute(
-                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE sha256 = ?", (sha256,)
-            ).fetchone()
-        return _upload(row) if row else None
-
-    def advance_upload(self, sha256: str, from_offset: int, new_offset: int, key: str) -> bool:
-        if new_offset <= from_offset:
-            raise ValueError(f"an upload only moves forward ({from_offset} -> {new_offset})")
-        with self._transaction() as db:
-            moved = db.execute(
-                "UPDATE uploads SET received_bytes = ? WHERE sha256 = ? AND received_bytes = ?",
-                (new_offset, sha256, from_offset),
-            ).rowcount
-            if moved != 1:
-                return False
-            db.execute(
-                "INSERT INTO upload_chunks (sha256, start_byte, end_byte, blob_key) "
-                "VALUES (?, ?, ?, ?)",
-                (sha256, from_offset, new_offset, key),
-            )
-        return True
-
-    def upload_chunks(self, sha256: str) -> list[Chunk]:
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT start_byte, end_byte, blob_key FROM upload_chunks WHERE sha256 = ? "
-                "ORDER BY start_byte",
-                (sha256,),
-            ).fetchall()
-        return [Chunk(start, end, key) for start, end, key in rows]
-
-    def delete_upload(self, sha256: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM upload_chunks WHERE sha256 = ?", (sha256,))
-            db.execute("DELETE FROM uploads WHERE sha256 = ?", (sha256,))
-
-    def uploads(self) -> list[Upload]:
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                f"SELECT {_UPLOAD_COLUMNS} FROM uploads ORDER BY created_at, sha256"
-            ).fetchall()
-        return [_upload(row) for row in rows]
-
-    # verdicts
-
-    def record_verdict(self, verdict: Verdict) -> Verdict:
-        with self._transaction() as db:
-            row = db.execute(
-                f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE sha256 = ?", (verdict.sha256,)
-            ).fetchone()
-            if row:
-                return _verdict(row)
-            try:
-                db.execute(
-                    f"INSERT INTO verdicts ({_VERDICT_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        verdict.sha256,
-                        verdict.enrollment_id,
-                        verdict.station_id,
-                        verdict.verdict,
-                        verdict.reason,
-                        verdict.detail,
-                        _iso(verdict.received_at),
-                        verdict.size,
-                        verdict.blob_key,
-                        int(verdict.simulated),
-                    ),
-                )
-            except sqlite3.IntegrityError:  # one_accepted_per_enrollment
-                existing = db.execute(
-                    f"SELECT {_VERDICT_COLUMNS} FROM verdicts "
-                    "WHERE enrollment_id = ? AND verdict = 'accepted'",
-                    (verdict.enrollment_id,),
-                ).fetchone()
-                raise AlreadyAccepted(_verdict(existing)) from None
-        return verdict
-
-    def verdict_for_sha(self, sha256: str) -> Verdict | None:
-        with self._transaction(write=False) as db:
-            row = db.execute(
-                f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE sha256 = ?", (sha256,)
-            ).fetchone()
-        return _verdict(row) if row else None
-
-    def verdict_for_enrollment(self, enrollment_id: str) -> Verdict | None:
-        with self._transaction(write=False) as db:
-            row = db.execute(
-                f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE enrollment_id = ? "
-                "ORDER BY CASE verdict WHEN 'accepted' THEN 0 ELSE 1 END, received_at DESC "
-                "LIMIT 1",
-                (enrollment_id,),
-            ).fetchone()
-        return _verdict(row) if row else None
-
-    def verdict_counts(self) -> dict[str, dict[str, int]]:
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT station_id, verdict, COUNT(*) FROM verdicts GROUP BY station_id, verdict"
-            ).fetchall()
-        counts: dict[str, dict[str, int]] = {}
-        for station_id, verdict, count in rows:
-            counts.setdefault(station_id, {ACCEPTED: 0, REJECTED: 0})[verdict] = count
-        return counts
-
-    def recent_verdicts(self, limit: int) -> list[Verdict]:
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                f"SELECT {_VERDICT_COLUMNS} FROM verdicts "
-                "ORDER BY received_at DESC, sha256 LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [_verdict(row) for row in rows]
-
-    # heartbeats
-
     def record_heartbeat(self, heartbeat: Heartbeat) -> bool:
         with self._transaction() as db:
             changed = db.execute(
@@ -638,43 +760,10 @@ class SqliteIndex:
                     _iso(heartbeat.sent_at),
                     micros(heartbeat.sent_at),
                     _iso(heartbeat.received_at),
-                    json.dumps(heartbeat.body, ensure_ascii=False, sort_keys=True),
+                    self._heartbeat_body(heartbeat),
                 ),
             ).rowcount
         return changed == 1
-
-    def heartbeats(self) -> list[Heartbeat]:
-        with self._transaction(write=False) as db:
-            rows = db.execute(
-                "SELECT station_id, sent_at, received_at, body FROM heartbeats ORDER BY station_id"
-            ).fetchall()
-        return [
-            Heartbeat(s, datetime.fromisoformat(sent), datetime.fromisoformat(got), json.loads(b))
-            for s, sent, got, b in rows
-        ]
-
-
-def _upload(row: tuple) -> Upload:
-    sha256, station_id, enrollment_id, length, offset, created_at = row
-    return Upload(
-        sha256, station_id, enrollment_id, length, offset, datetime.fromisoformat(created_at)
-    )
-
-
-def _verdict(row: tuple) -> Verdict:
-    sha256, enrollment_id, station_id, verdict, reason, detail, at, size, key, simulated = row
-    return Verdict(
-        sha256=sha256,
-        enrollment_id=enrollment_id,
-        station_id=station_id,
-        verdict=verdict,
-        reason=reason,
-        detail=detail,
-        received_at=datetime.fromisoformat(at),
-        size=size,
-        blob_key=key,
-        simulated=bool(simulated),
-    )
 
 
 # -- choosing a backend -------------------------------------------------------------
