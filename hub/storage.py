@@ -42,6 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from kiosk.store.durable import fsync_dir, write_durably
+
 ACCEPTED = "accepted"
 REJECTED = "rejected"
 
@@ -282,20 +284,7 @@ class DirectoryBlobs:
     def put(self, key: str, data: bytes) -> None:
         target = self._file(key)
         self._make_parents(target.parent)
-        temporary = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            temporary.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        os.replace(temporary, target)
-        _fsync_dir(target.parent)
+        write_durably(target, data)
 
     def get(self, key: str) -> bytes:
         try:
@@ -309,7 +298,7 @@ class DirectoryBlobs:
             target.unlink()
         except FileNotFoundError:
             return
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         # an upload's folder goes once its last piece does; never the top folders
         folder = target.parent
         while folder != self.path and folder.parent != self.path:
@@ -344,15 +333,7 @@ class DirectoryBlobs:
             folder = folder.parent
         for made in reversed(missing):
             made.mkdir(exist_ok=True)
-            _fsync_dir(made.parent)  # the new folder's name is durable too
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_dir(made.parent)  # the new folder's name is durable too
 
 
 # -- the index in SQL: what both backends share -------------------------------------

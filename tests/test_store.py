@@ -519,7 +519,7 @@ def test_a_file_that_matches_the_index_but_is_no_sealed_packet_is_quarantined(st
 
 def test_a_write_cut_short_leaves_a_temp_file_that_open_removes(store, packet):
     three_saved(store, packet)
-    temp = store.packets_dir / ".TEST-01-20261128-000004.rekam.tmp"
+    temp = store.packets_dir / ".TEST-01-20261128-000004.rekam.1a2b3c4d.tmp"
     temp.write_bytes(b"REKAMPKT half a packet")
     store = reopened(store)
     try:

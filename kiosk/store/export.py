@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 from kiosk.errors import StoreError
-from kiosk.store.sqlite import INDEX_NAME, EnrollmentStore, fsync_dir
+from kiosk.store.durable import fsync_dir
+from kiosk.store.sqlite import INDEX_NAME, EnrollmentStore
 
 
 def _target(to_dir: Path, label: str | None, now: datetime) -> Path:

@@ -42,6 +42,7 @@ from pathlib import Path
 from kiosk.errors import StoreError
 from kiosk.packet.build import Packet
 from kiosk.packet.seal import PacketRejected, Sealer, inspect
+from kiosk.store.durable import FILE_MODE, TEMP_PREFIX, fsync_dir, write_durably
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,7 @@ INDEX_NAME = "index.sqlite3"  # inside the station's data_dir
 PACKETS_DIR = "packets"
 QUARANTINE_DIR = "quarantine"
 PACKET_SUFFIX = ".rekam"
-TEMP_PREFIX = "."  # a packet being written: hidden, never sent, removed at open
 DIR_MODE = 0o700
-FILE_MODE = 0o600
 SIDE_FILES = ("-wal", "-shm")  # SQLite's companions of the main file in WAL mode
 # Refuse a save unless the disk holds the packet plus this: room for the index's
 # -wal and a checkpoint, so a commit never fails half-way for want of a page.
@@ -149,35 +148,6 @@ def _make_private_file(path: Path) -> None:
         os.fchmod(fd, FILE_MODE)  # the umask cut the creation mode
     finally:
         os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` survive a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (0600) so that, after a power cut, ``path`` is
-    either absent or whole: hidden temp file, fsync, rename, fsync of the folder."""
-    temp = path.with_name(TEMP_PREFIX + path.name + ".tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    os.close(fd)
-    os.replace(temp, path)
-    fsync_dir(path.parent)
 
 
 def explain(exc: sqlite3.Error | OSError, path: Path) -> str:
