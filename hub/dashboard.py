@@ -251,8 +251,15 @@ def _ago(seconds: int | None) -> str:
     return f"{seconds // 86400} days ago"
 
 
+def _table(title: str, columns: list[str], rows: list[str], empty: str) -> str:
+    """One section of the page: a heading and a table of ``rows`` (already escaped),
+    or one row saying ``empty``."""
+    head = "".join(f"<th>{escape(column)}</th>" for column in columns)
+    body = "".join(rows) or f'<tr><td colspan="{len(columns)}">{escape(empty)}</td></tr>'
+    return f"<h2>{escape(title)}</h2><table><tr>{head}</tr>{body}</table>"
+
+
 def _stations_table(stations: list[dict[str, Any]], states: list[str]) -> str:
-    head = "".join(f"<th>{escape(state)}</th>" for state in states)
     rows = []
     for row in stations:
         seen = escape(_when(row["last_seen"]))
@@ -270,14 +277,9 @@ def _stations_table(stations: list[dict[str, Any]], states: list[str]) -> str:
             f'<td class="n">{row["accepted"]}</td><td class="n">{row["rejected"]}</td>'
             f'<td class="n">{row["uploads_in_progress"]}</td><td class="n">{enrolled}</td></tr>'
         )
-    if not rows:
-        rows.append(f'<tr><td colspan="{len(states) + 6}">no station registered yet</td></tr>')
-    return (
-        "<h2>Stations</h2><table><tr><th>station</th><th>last seen</th>"
-        f"{head}<th>accepted</th><th>rejected</th><th>uploading</th><th>enrolled today</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+    columns = ["station", "last seen", *states]
+    columns += ["accepted", "rejected", "uploading", "enrolled today"]
+    return _table("Stations", columns, rows, "no station registered yet")
 
 
 def _modules_table(stations: list[dict[str, Any]]) -> str:
@@ -294,14 +296,9 @@ def _modules_table(stations: list[dict[str, Any]]) -> str:
                 f'<td class="n">{escape(_text(module["failures"]))}</td>'
                 f"<td>{escape(_moment(module['last_swap']))}</td></tr>"
             )
-    if not rows:
-        rows.append('<tr><td colspan="9">no heartbeat has named a module yet</td></tr>')
-    return (
-        "<h2>Modules</h2><table><tr><th>station</th><th>kind</th><th>model</th><th>serial</th>"
-        "<th>firmware</th><th>driver</th><th>status</th><th>failures</th><th>last swap</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+    columns = ["station", "kind", "model", "serial", "firmware", "driver", "status"]
+    columns += ["failures", "last swap"]
+    return _table("Modules", columns, rows, "no heartbeat has named a module yet")
 
 
 def _spares_table(spares: list[dict[str, Any]]) -> str:
@@ -314,14 +311,8 @@ def _spares_table(spares: list[dict[str, Any]]) -> str:
             f'<td class="n">{group["units"]}</td><td class="n">{group["working"]}</td>'
             f"<td{down_css}>{group['down']}</td><td>{escape(needing)}</td></tr>"
         )
-    if not rows:
-        rows.append('<tr><td colspan="6">no modules known yet</td></tr>')
-    return (
-        "<h2>Spares by model</h2><table><tr><th>kind</th><th>model</th><th>units</th>"
-        "<th>working</th><th>down</th><th>stations needing one</th></tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+    columns = ["kind", "model", "units", "working", "down", "stations needing one"]
+    return _table("Spares by model", columns, rows, "no modules known yet")
 
 
 def _recent_table(recent: list[dict[str, Any]]) -> str:
@@ -336,9 +327,5 @@ def _recent_table(recent: list[dict[str, Any]]) -> str:
             f'<td class="{css}">{escape(verdict["verdict"])}</td><td>{escape(reason)}</td>'
             f"<td><code>{escape(verdict['sha256'][:16])}</code></td></tr>"
         )
-    if not rows:
-        rows.append('<tr><td colspan="6">no packet received yet</td></tr>')
-    return (
-        "<h2>Latest packets</h2><table><tr><th>received</th><th>station</th><th>enrollment</th>"
-        "<th>verdict</th><th>reason</th><th>sha256</th></tr>" + "".join(rows) + "</table>"
-    )
+    columns = ["received", "station", "enrollment", "verdict", "reason", "sha256"]
+    return _table("Latest packets", columns, rows, "no packet received yet")
