@@ -70,7 +70,11 @@ def test_unknown_language_is_a_clear_error():
 ENCRYPTION_CLAIMS = re.compile(r"enkripsi|dienkripsi|dikunci|encrypt|locked", re.IGNORECASE)
 
 
-def test_the_consent_promises_encryption_only_when_the_store_encrypts():
+def test_the_consent_promises_encryption_only_when_the_store_encrypts(store, make_flow):
+    from support import TEST_HUB, stored_packet
+
+    from kiosk.packet.seal import MAGIC, inspect
+    from kiosk.simulate import enroll_one
     from kiosk.store import BIOMETRICS_ENCRYPTED_AT_REST
 
     for language in LANGUAGES:
@@ -79,6 +83,15 @@ def test_the_consent_promises_encryption_only_when_the_store_encrypts():
             f"{language}: the consent text {'claims' if claims else 'does not claim'} "
             f"encryption, the store {'does' if BIOMETRICS_ENCRYPTED_AT_REST else 'does not'}"
         )
+    # and the store does what the sentence says: what a save writes is a sealed
+    # packet for the hub's key, which only that key opens
+    enrollment_id = enroll_one(make_flow(), "3201014101900001")
+    [written] = store.packets_dir.iterdir()
+    sealed = written.read_bytes()
+    assert sealed.startswith(MAGIC) == BIOMETRICS_ENCRYPTED_AT_REST
+    assert inspect(sealed)["hub_key_id"] == TEST_HUB.key_id()
+    assert stored_packet(store, enrollment_id).manifest["nik"] == "3201014101900001"
+    assert b"3201014101900001" not in sealed
 
 
 def test_the_save_failure_message_does_not_promise_the_data_is_safe():
