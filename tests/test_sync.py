@@ -81,13 +81,14 @@ class Kiosk:
     store: EnrollmentStore
     base: Packet
     made: int = 0
+    station: str = STATION  # the station id its packets are sealed and numbered under
 
     def enroll(self, count: int) -> list[str]:
         """Seal and keep ``count`` more enrollments; their ids, oldest first."""
         ids = []
         for _ in range(count):
             self.made += 1
-            packet = numbered(self.base, self.made)
+            packet = numbered(self.base, self.made, self.station)
             self.store.save(packet)
             ids.append(packet.enrollment_id)
         return ids
@@ -96,7 +97,7 @@ class Kiosk:
         return {
             enrollment_id: self.store.packet(enrollment_id).state
             for enrollment_id in (
-                numbered(self.base, n).enrollment_id for n in range(1, 1 + self.made)
+                numbered(self.base, n, self.station).enrollment_id for n in range(1, 1 + self.made)
             )
         }
 
