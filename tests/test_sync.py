@@ -45,7 +45,7 @@ from kiosk.sync.client import (
     HubUnreachable,
     StationRefused,
 )
-from kiosk.sync.runner import SyncSettings, heartbeat_body, sync_forever, sync_once
+from kiosk.sync.runner import SyncSettings, SyncSummary, heartbeat_body, sync_forever, sync_once
 
 STATION = "TEST-01"
 
@@ -251,6 +251,44 @@ def assert_delivered(hub_dir: Path, kiosk: Kiosk, ids: list[str]) -> None:
         assert opened[enrollment_id].files == original.files
 
 
+def serve_through_faults(kiosk, client, faults: list, ids: list[str]) -> list[SyncSummary]:
+    """Run sync_forever while the kiosk goes on enrolling: after each round the next
+    of ``faults`` is injected and one more packet sealed (its id added to ``ids``);
+    once the faults are spent and nothing waits, the service is stopped. Returns
+    each round's summary."""
+    pending = iter(faults)
+    stop = threading.Event()
+    rounds = []
+
+    def each(summary, delay):
+        rounds.append(summary)
+        fault = next(pending, None)
+        if fault is not None:
+            fault()
+            ids.extend(kiosk.enroll(1))
+        elif not kiosk.store.waiting():
+            stop.set()
+
+    service = threading.Thread(
+        target=sync_forever,
+        args=(kiosk.store, client),
+        kwargs=dict(
+            data_dir=kiosk.data_dir,
+            settings=SyncSettings(poll_interval_s=0.01),
+            backoff=Backoff(base=0.01, cap=0.05),
+            stop=stop,
+            on_round=each,
+        ),
+        name="sync-service",
+    )
+    service.start()
+    service.join(30)
+    stop.set()
+    service.join(10)
+    assert not service.is_alive()
+    return rounds
+
+
 # -- the tests ----------------------------------------------------------------------
 
 
@@ -420,42 +458,14 @@ def test_packets_sealed_while_the_service_runs_all_arrive_through_every_fault(
     """N packets made on the kiosk, a link that drops, a hub that answers 500 and
     then vanishes, packets added meanwhile: exactly N verified packets at the hub."""
     ids = kiosk.enroll(2)
-    stop = threading.Event()
-    faults = iter(
-        [
-            lambda: proxy.drop_after(30_000),
-            lambda: hub.app.failures.update(PATCH=1),
-            proxy.refuse,
-            proxy.accept,
-            lambda: proxy.drop_after(100_000),
-        ]
-    )
-    rounds = []
-
-    def each(summary, delay):
-        rounds.append(summary)
-        fault = next(faults, None)
-        if fault is not None:
-            fault()
-            ids.extend(kiosk.enroll(1))  # the kiosk goes on enrolling
-        elif not kiosk.store.waiting():
-            stop.set()
-
-    service = threading.Thread(
-        target=sync_forever,
-        args=(kiosk.store, client),
-        kwargs=dict(
-            data_dir=kiosk.data_dir,
-            settings=SyncSettings(poll_interval_s=0.01),
-            backoff=Backoff(base=0.01, cap=0.05),
-            stop=stop,
-            on_round=each,
-        ),
-        name="sync-service",
-    )
-    service.start()
-    service.join(30)
-    assert not service.is_alive()
+    faults = [
+        lambda: proxy.drop_after(30_000),
+        lambda: hub.app.failures.update(PATCH=1),
+        proxy.refuse,
+        proxy.accept,
+        lambda: proxy.drop_after(100_000),
+    ]
+    rounds = serve_through_faults(kiosk, client, faults, ids)
     assert len(ids) == 7
     assert any(summary.hub_unreachable for summary in rounds)
     assert_delivered(hub_dir, kiosk, ids)

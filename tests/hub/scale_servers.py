@@ -20,11 +20,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
+from hub import layout
+from hub.postgres import PostgresIndex
+from hub.s3 import S3Blobs
 
 PG_BIN = Path(os.environ.get("REKAM_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "rekam"  # the superuser initdb makes; trust authentication on loopback only
@@ -321,3 +326,42 @@ class SeaweedServer:
         # weed puts a socket beside each gRPC port in /tmp, whatever TMPDIR says
         for name, port in self.grpc_ports.items():
             Path(f"/tmp/seaweedfs-{name}-grpc-{port}.sock").unlink(missing_ok=True)
+
+
+# --- a district's shared storage ----------------------------------------------------------
+
+
+@dataclass
+class SharedStorage:
+    """What the replicas of one district share: two data folders copied from one
+    `kiosk-hub init`, a fresh database and bucket, and the auditor's own view of them."""
+
+    folders: tuple[Path, Path]  # replica A's data folder, replica B's
+    database: str
+    bucket: str
+    index: PostgresIndex
+    blobs: S3Blobs
+
+
+@contextlib.contextmanager
+def shared_storage(
+    postgres: PostgresServer, seaweed: SeaweedServer, root: Path
+) -> Iterator[SharedStorage]:
+    """A district's storage, with the S3 credentials in the environment while it lasts;
+    the database is dropped at the end."""
+    folders = (root / "replica-a", root / "replica-b")
+    layout.init_hub(folders[0], simulation=True)
+    shutil.copytree(folders[0], folders[1])
+    database = postgres.create_database()
+    bucket = seaweed.url(seaweed.create_bucket())
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in seaweed.credentials.items():
+            environment.setenv(name, value)
+        index = PostgresIndex(database)
+        blobs = S3Blobs(bucket)
+        try:
+            yield SharedStorage(folders, database, bucket, index, blobs)
+        finally:
+            blobs.close()
+            index.close()
+    postgres.drop_database(database)

@@ -34,7 +34,7 @@ import httpx
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from scale_servers import PostgresServer, SeaweedServer, free_port
+from scale_servers import PostgresServer, SeaweedServer, free_port, shared_storage
 
 from hub import layout
 from hub.app import create_app
@@ -224,18 +224,8 @@ def district(
     postgres: PostgresServer, seaweed: SeaweedServer, tmp_path_factory
 ) -> Iterator[District]:
     root = tmp_path_factory.mktemp("district")
-    folders = (root / "replica-a", root / "replica-b")
-    layout.init_hub(folders[0], simulation=True)
-    shutil.copytree(folders[0], folders[1])
-    database = postgres.create_database()
-    bucket = seaweed.url(seaweed.create_bucket())
-    with pytest.MonkeyPatch.context() as environment, contextlib.ExitStack() as stack:
-        for name, value in seaweed.credentials.items():
-            environment.setenv(name, value)
-        index = PostgresIndex(database)
-        stack.callback(index.close)
-        blobs = S3Blobs(bucket)
-        stack.callback(blobs.close)
+    with shared_storage(postgres, seaweed, root) as shared, contextlib.ExitStack() as stack:
+        folders, database, bucket = shared.folders, shared.database, shared.bucket
         process = ProcessReplica(folders[1], database, bucket, root / "replica-b.log")
         stack.callback(process.stop)
         thread = ThreadReplica(Hub.open(folders[0], database=database, blobs=bucket), folders[0])
@@ -247,8 +237,7 @@ def district(
         stack.callback(a.client.close)
         stack.callback(b.client.close)
         process.wait_healthy(b.client)
-        yield District(a, b, index, blobs, folders, database, bucket)
-    postgres.drop_database(database)
+        yield District(a, b, shared.index, shared.blobs, folders, database, bucket)
     # the scale path keeps nothing on a replica's disk: no embedded index, no blob folder
     for folder in folders:
         assert not (folder / INDEX_FILE).exists()

@@ -38,9 +38,9 @@ import httpx
 import pytest
 import uvicorn
 from faultproxy import FaultProxy
-from scale_servers import PostgresServer, SeaweedServer, free_port
+from scale_servers import PostgresServer, SeaweedServer, free_port, shared_storage
 from support import wait_until
-from test_sync import FailingApp, Kiosk, numbered
+from test_sync import FailingApp, Kiosk, numbered, serve_through_faults
 
 from hub import layout
 from hub.app import create_app
@@ -56,9 +56,8 @@ from kiosk.packet.keys import (
 )
 from kiosk.packet.seal import Sealer, inspect, open_sealed
 from kiosk.store.sqlite import EnrollmentStore, PacketState
-from kiosk.sync.backoff import Backoff
 from kiosk.sync.client import HubClient
-from kiosk.sync.runner import SyncSettings, sync_forever, sync_once
+from kiosk.sync.runner import sync_once
 
 pytest_plugins = ["scale_fixtures"]
 
@@ -159,24 +158,13 @@ def district(
     postgres: PostgresServer, seaweed: SeaweedServer, tmp_path_factory
 ) -> Iterator[District]:
     root = tmp_path_factory.mktemp("sync-district")
-    folders = (root / "replica-a", root / "replica-b")
-    layout.init_hub(folders[0], simulation=True)
-    shutil.copytree(folders[0], folders[1])
-    database = postgres.create_database()
-    bucket = seaweed.url(seaweed.create_bucket())
-    with pytest.MonkeyPatch.context() as environment, contextlib.ExitStack() as stack:
-        for name, value in seaweed.credentials.items():
-            environment.setenv(name, value)
-        index = PostgresIndex(database)
-        stack.callback(index.close)
-        blobs = S3Blobs(bucket)
-        stack.callback(blobs.close)
+    with shared_storage(postgres, seaweed, root) as shared, contextlib.ExitStack() as stack:
+        folders, database, bucket = shared.folders, shared.database, shared.bucket
         b = ProcessReplica(folders[1], database, bucket, root / "replica-b.log")
         stack.callback(b.stop)
         a = ThreadReplica(folders[0], database, bucket)
         stack.callback(a.stop)
-        yield District(a, b, index, blobs, folders, database, bucket)
-    postgres.drop_database(database)
+        yield District(a, b, shared.index, shared.blobs, folders, database, bucket)
 
 
 # -- the station ----------------------------------------------------------------------------
@@ -397,46 +385,16 @@ def test_packets_sealed_while_the_service_runs_all_arrive_through_every_fault(
     """sync_forever while the kiosk goes on enrolling, a fault after each round: N
     packets made on the kiosk are exactly N verified packets at the scale hub."""
     ids = kiosk.enroll(2)
-    stop = threading.Event()
-    faults = iter(
-        [
-            lambda: proxy.drop_after(30_000),
-            lambda: district.a.app.failures.update(PATCH=1),
-            lambda: route(proxy, district.b.port),
-            lambda: proxy.drop_after(100_000),
-            lambda: proxy.throttle(1_000_000),
-            lambda: (proxy.throttle(None), route(proxy, district.a.port)),
-            lambda: district.a.app.failures.update(POST=1),
-        ]
-    )
-    rounds = []
-
-    def each(summary, delay):
-        rounds.append(summary)
-        fault = next(faults, None)
-        if fault is not None:
-            fault()
-            ids.extend(kiosk.enroll(1))  # the kiosk goes on enrolling
-        elif not kiosk.store.waiting():
-            stop.set()
-
-    service = threading.Thread(
-        target=sync_forever,
-        args=(kiosk.store, client),
-        kwargs=dict(
-            data_dir=kiosk.data_dir,
-            settings=SyncSettings(poll_interval_s=0.01),
-            backoff=Backoff(base=0.01, cap=0.05),
-            stop=stop,
-            on_round=each,
-        ),
-        name="sync-service",
-    )
-    service.start()
-    service.join(30)
-    stop.set()
-    service.join(10)
-    assert not service.is_alive()
+    faults = [
+        lambda: proxy.drop_after(30_000),
+        lambda: district.a.app.failures.update(PATCH=1),
+        lambda: route(proxy, district.b.port),
+        lambda: proxy.drop_after(100_000),
+        lambda: proxy.throttle(1_000_000),
+        lambda: (proxy.throttle(None), route(proxy, district.a.port)),
+        lambda: district.a.app.failures.update(POST=1),
+    ]
+    rounds = serve_through_faults(kiosk, client, faults, ids)
     assert len(ids) == 9
     assert any(summary.hub_unreachable for summary in rounds)
     assert proxy.drops == 2
