@@ -22,12 +22,17 @@ import ssl
 import sys
 import urllib.parse
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
 
 from hub import layout
 from hub.storage import StorageError
 from kiosk.errors import KioskError
 from kiosk.packet.keys import key_id, load_station_public_key
+from kiosk.packet.receipt import make_receipt, receipt_name
+from kiosk.store.durable import write_durably
 
 DEFAULT_DATA_DIR = Path("/var/lib/kiosk-hub")
 DEFAULT_PORT = 8443
@@ -183,6 +188,7 @@ def _import(args: argparse.Namespace) -> int:
         raise CommandError(f"{args.dir}: no *.rekam packet here (kiosk export writes them)")
     hub = _open_hub(args)
     rejected = 0
+    held: dict[str, dict[str, str]] = {}  # station -> enrollment -> SHA-256, for receipts
     try:
         for path in files:
             try:
@@ -193,13 +199,36 @@ def _import(args: argparse.Namespace) -> int:
                 continue
             if verdict.accepted:
                 print(f"{path.name}: accepted ({verdict.enrollment_id})")
+                held.setdefault(verdict.station_id, {})[verdict.enrollment_id] = verdict.sha256
             else:
                 rejected += 1
                 print(f"{path.name}: rejected: {verdict.reason} ({verdict.detail})")
     finally:
         hub.close()
     print(f"{len(files) - rejected} of {len(files)} accepted")
+    _write_receipts(args.dir, args.data_dir, held)
     return 1 if rejected else 0
+
+
+def _write_receipts(folder: Path, data_dir: Path, held: dict[str, dict[str, str]]) -> None:
+    """A signed receipt per station on the stick: the kiosk's next export marks those
+    packets acknowledged (kiosk/packet/receipt.py)."""
+    if not held:
+        return
+    try:
+        key = serialization.load_pem_private_key(
+            layout.tls_key_path(data_dir).read_bytes(), password=None
+        )
+        for station_id, packets in sorted(held.items()):
+            made_at = datetime.now(UTC)
+            path = folder / receipt_name(station_id, made_at)
+            write_durably(path, make_receipt(station_id, packets, key, made_at))
+            print(f"receipt for {station_id}: {len(packets)} packets, {path}")
+    except (OSError, ValueError, TypeError) as exc:
+        raise CommandError(
+            f"{folder}: the packets are imported, but no receipt was written ({exc}); "
+            "the station keeps them until it hears from the hub"
+        ) from None
 
 
 def _dashboard(args: argparse.Namespace) -> int:

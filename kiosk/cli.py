@@ -75,8 +75,13 @@ def _export(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config)
         data_dir, label = config.data_dir, config.station_id
-    target, count = export_packets(data_dir, args.to, label=label, everything=args.all)
-    print(f"exported {count} sealed packet{'' if count == 1 else 's'} to {target}")
+    export = export_packets(data_dir, args.to, label=label, everything=args.all)
+    for warning in export.warnings:
+        print(f"kiosk: warning: {warning}", file=sys.stderr)
+    if export.acknowledged:
+        print(f"{export.acknowledged} packets diterima, by the hub's receipt on the stick")
+    count = export.exported
+    print(f"exported {count} sealed packet{'' if count == 1 else 's'} to {export.folder}")
     return 0
 
 

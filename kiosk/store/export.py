@@ -1,9 +1,11 @@
 """Copy sealed packets to a USB stick: ``kiosk export --to DIR``.
 
 For offices with no link: the hub imports the folder (``kiosk-hub import DIR``)
-with the same checks as an upload. Packets are sealed, so the stick carries no
-biometrics in clear. Safe while the kiosk runs; it changes no packet's state
-(only the hub's acknowledgement, through sync, does).
+with the same checks as an upload, and leaves a signed receipt on the stick.
+Packets are sealed, so the stick carries no biometrics in clear. Safe while the
+kiosk runs. The export itself changes no packet's state; a hub receipt found on
+the stick (kiosk/packet/receipt.py) marks the packets it lists acknowledged
+first, so they are not carried again and are purged in time.
 
 The export is one new folder, ``<station>-<date>-<time>``, written as
 ``<name>.partial`` and renamed once every file in it is on the stick (fsync), so
@@ -16,12 +18,15 @@ import contextlib
 import errno
 import os
 import shutil
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from kiosk.errors import StoreError
+from kiosk.packet.keys import StationKeyFiles
+from kiosk.packet.receipt import FILE_PATTERN, ReceiptRejected, read_receipt
 from kiosk.store.durable import fsync_dir
-from kiosk.store.sqlite import INDEX_NAME, EnrollmentStore
+from kiosk.store.sqlite import INDEX_NAME, WAITING, EnrollmentStore
 
 
 def _target(to_dir: Path, label: str | None, now: datetime) -> Path:
@@ -45,20 +50,62 @@ def _copy(data: bytes, path: Path) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class Export:
+    folder: Path
+    exported: int
+    acknowledged: int = 0  # packets a hub receipt on the stick listed
+    warnings: tuple[str, ...] = ()  # receipts that did not count, and why
+
+
+def apply_receipts(
+    store: EnrollmentStore, folder: Path, hub_certificate: Path
+) -> tuple[int, list[str]]:
+    """Mark acknowledged each waiting packet that a receipt in ``folder``, signed by
+    the pinned hub, lists with the same SHA-256. Returns how many, and a warning per
+    receipt that does not count."""
+    acknowledged, warnings = 0, []
+    receipts = sorted(path for path in folder.rglob(FILE_PATTERN) if path.is_file())
+    if not receipts:
+        return 0, []
+    try:
+        certificate = hub_certificate.read_bytes()
+    except OSError as exc:
+        return 0, [f"{hub_certificate}: cannot check the hub's receipts ({exc.strerror})"]
+    for path in receipts:
+        try:
+            receipt = read_receipt(path.read_bytes(), certificate)
+        except (ReceiptRejected, OSError, ValueError) as exc:
+            warnings.append(f"{path.name}: not counted: {exc}")
+            continue
+        for enrollment_id, sha256 in receipt.packets.items():
+            stored = store.packet(enrollment_id)
+            if (
+                stored is not None
+                and stored.station_id == receipt.station_id
+                and stored.sha256 == sha256
+                and stored.state in WAITING
+            ):
+                store.record_verdict(enrollment_id, accepted=True)
+                acknowledged += 1
+    return acknowledged, warnings
+
+
 def export_packets(
     data_dir: Path,
     to_dir: Path,
     label: str | None = None,
     everything: bool = False,
     now: datetime | None = None,
-) -> tuple[Path, int]:
+) -> Export:
     """Copy the packets waiting for the hub (``everything``: every packet still on
-    the kiosk) from ``data_dir`` into a new folder in ``to_dir``.
+    the kiosk) from ``data_dir`` into a new folder in ``to_dir``, after applying the
+    hub's receipts found in ``to_dir``.
 
-    ``label`` (the station id) goes into the folder's name. Returns the folder and
-    how many packets it holds. Never creates a store or the target folder; raises
-    StoreError with a one-line message. A damaged packet is quarantined on the
-    kiosk and named in the error, after the others are copied.
+    ``label`` (the station id) goes into the folder's name. Never creates a store
+    or the target folder; raises StoreError with a one-line message. A damaged
+    packet is quarantined on the kiosk and named in the error, after the others
+    are copied.
     """
     if not (data_dir / INDEX_NAME).is_file():
         raise StoreError(
@@ -73,6 +120,8 @@ def export_packets(
     store = EnrollmentStore(data_dir)
     damaged: list[str] = []
     try:
+        hub_certificate = StationKeyFiles.in_data_dir(data_dir).hub_tls
+        acknowledged, warnings = apply_receipts(store, to_dir, hub_certificate)
         packets = store.on_disk() if everything else store.waiting()
         partial.mkdir()
         for stored in packets:
@@ -100,4 +149,4 @@ def export_packets(
             f"exported {len(packets) - len(damaged)} packets to {target}, but "
             f"{len(damaged)} were damaged and kept aside: {damaged[0]}"
         )
-    return target, len(packets)
+    return Export(target, len(packets), acknowledged, tuple(warnings))

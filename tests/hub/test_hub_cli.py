@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support import upload_headers
 
@@ -28,6 +29,8 @@ from kiosk.packet.keys import (
     save_station_public_key,
     station_public_bytes,
 )
+from kiosk.packet.receipt import make_receipt
+from kiosk.store.sqlite import EnrollmentStore, PacketState
 
 STATION = "JB-BOGOR-01"
 
@@ -258,3 +261,49 @@ def test_the_listening_socket_sends_small_answers_at_once(tmp_path):
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         sock.close()
+
+
+def test_an_office_with_no_link_carries_packets_and_the_hubs_receipt_back(tmp_path, capsys):
+    """kiosk export -> kiosk-hub import (which leaves a signed receipt on the stick) ->
+    the next kiosk export marks those packets diterima and carries only the rest."""
+    from kiosk.cli import main as kiosk
+
+    sim, stick = tmp_path / "sim", tmp_path / "stick"
+    stick.mkdir()
+    assert kiosk(["simulate", "--citizens", "3", "--data-dir", str(sim)]) == 0
+    assert kiosk(["export", "--to", str(stick), "--data-dir", str(sim)]) == 0
+    capsys.readouterr()
+    assert main(["import", str(stick), "--data-dir", str(sim / "hub")]) == 0
+    out = capsys.readouterr().out
+    assert "3 of 3 accepted" in out and "receipt for SIM-01: 3 packets" in out
+    [receipt] = stick.glob("rekam-receipt-SIM-01-*.json")
+
+    # a receipt changed on the way, or signed by another hub, counts for nothing
+    forged = json.loads(receipt.read_bytes())
+    forged["packets"] = forged["packets"][:1]
+    receipt.rename(tmp_path / "good.json")
+    (stick / "rekam-receipt-SIM-01-forged.json").write_text(json.dumps(forged))
+    other = tmp_path / "other-hub"
+    layout.init_hub(other)
+    key = serialization.load_pem_private_key(layout.tls_key_path(other).read_bytes(), None)
+    packets = {entry["enrollment_id"]: entry["sha256"] for entry in forged["packets"]}
+    (stick / "rekam-receipt-SIM-01-other.json").write_bytes(make_receipt("SIM-01", packets, key))
+    assert kiosk(["export", "--to", str(stick), "--data-dir", str(sim)]) == 0
+    out, err = capsys.readouterr()
+    assert "exported 3 sealed packets" in out and "diterima" not in out
+    assert "forged.json: not counted: the signature is not this hub's" in err
+    assert "other.json: not counted: the signature is not this hub's" in err
+
+    # the hub's own receipt: the three are diterima on the kiosk, nothing left to carry
+    for path in stick.glob("rekam-receipt-*"):
+        path.unlink()
+    (tmp_path / "good.json").rename(receipt)
+    assert kiosk(["export", "--to", str(stick), "--data-dir", str(sim)]) == 0
+    out = capsys.readouterr().out
+    assert "3 packets diterima, by the hub's receipt on the stick" in out
+    assert "exported 0 sealed packets" in out
+    store = EnrollmentStore(sim)
+    try:
+        assert store.backlog()[PacketState.ACKNOWLEDGED] == 3
+    finally:
+        store.close()
