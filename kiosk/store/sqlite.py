@@ -33,7 +33,6 @@ import shutil
 import sqlite3
 import statistics
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -439,9 +438,7 @@ class EnrollmentStore:
 
     def backlog(self) -> dict[PacketState, int]:
         with self._lock:
-            rows = self._db.execute("SELECT state, count(*) FROM packets GROUP BY state")
-            counts = dict(rows.fetchall())
-        return {state: counts.get(state, 0) for state in PacketState}
+            return _backlog(self._db)
 
     def today(self, now: datetime | None = None) -> dict:
         """The day's figures (local day): enrolled, and median seconds per citizen."""
@@ -550,11 +547,6 @@ def _damage(path: Path, sha256: str, size: int) -> str | None:
     return problem
 
 
-def iter_packet_files(folder: Path) -> Iterator[Path]:
-    """The sealed packet files in ``folder`` (e.g. an export on a USB stick)."""
-    return (p for p in sorted(folder.glob(f"*{PACKET_SUFFIX}")) if not p.name.startswith("."))
-
-
 def read_backlog(data_dir: Path) -> dict[PacketState, int]:
     """How many packets are in each state, read without changing anything (for
     `kiosk doctor` beside a running kiosk). StoreError when there is no store."""
@@ -564,9 +556,14 @@ def read_backlog(data_dir: Path) -> dict[PacketState, int]:
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            counts = dict(db.execute("SELECT state, count(*) FROM packets GROUP BY state"))
+            return _backlog(db)
         finally:
             db.close()
     except sqlite3.Error as exc:
         raise StoreError(explain(exc, path)) from exc
+
+
+def _backlog(db: sqlite3.Connection) -> dict[PacketState, int]:
+    """How many packets are in each state, every state named (0 when none)."""
+    counts = dict(db.execute("SELECT state, count(*) FROM packets GROUP BY state"))
     return {state: counts.get(state, 0) for state in PacketState}
