@@ -27,6 +27,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_synced(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` and flush it to the disk."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
 def write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` (0600): after a power cut, ``path`` is whole or as it was.
 
@@ -36,10 +44,7 @@ def write_durably(path: Path, data: bytes) -> None:
     temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        write_synced(fd, data)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):

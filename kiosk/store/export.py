@@ -25,7 +25,7 @@ from pathlib import Path
 from kiosk.errors import StoreError
 from kiosk.packet.keys import StationKeyFiles
 from kiosk.packet.receipt import FILE_PATTERN, ReceiptRejected, read_receipt
-from kiosk.store.durable import fsync_dir
+from kiosk.store.durable import fsync_dir, write_synced
 from kiosk.store.sqlite import INDEX_NAME, WAITING, EnrollmentStore
 
 
@@ -42,10 +42,7 @@ def _target(to_dir: Path, label: str | None, now: datetime) -> Path:
 def _copy(data: bytes, path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)  # on the stick before it is pulled
+        write_synced(fd, data)  # on the stick before it is pulled
     finally:
         os.close(fd)
 
