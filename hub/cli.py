@@ -94,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
             if not path.is_file():
                 raise CommandError(f"{path}: missing; run `kiosk-hub init {args.data_dir}`")
         _check_tls(certificate, tls_key, args.data_dir)
-        sock = _bind(args.host, args.port)
+        sock = listening_socket(args.host, args.port)
         marker = "SIMULATION " if hub.simulation else ""
         logging.basicConfig(
             level=logging.INFO,
@@ -154,8 +154,9 @@ def _check_tls(certificate: Path, key: Path, data_dir: Path) -> None:
         ) from None
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound here so a busy port is one clear line."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The hub's listening socket (`serve`'s, and the tests' in-process hubs'), bound
+    here so a busy port is one clear line."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -26,6 +26,7 @@ from support import enrolled_packet, wait_until
 
 from hub import layout
 from hub.app import create_app
+from hub.cli import listening_socket
 from hub.service import Hub
 from kiosk.config import SIMULATION_PATH
 from kiosk.packet.build import Packet
@@ -174,9 +175,7 @@ class HubServer:
     def start(self) -> None:
         self.hub = Hub.open(self.hub_dir)
         self.app = FailingApp(create_app(self.hub, body_idle_timeout=5))
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        sock = listening_socket("127.0.0.1", self.port)
         config = uvicorn.Config(
             self.app,
             ssl_certfile=str(layout.tls_certificate_path(self.hub_dir)),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from support import enrolled_packet, upload_headers
 
 from hub import layout
 from hub.app import create_app
+from hub.cli import listening_socket
 from hub.service import HEARTBEAT_LABEL, Hub
 from kiosk.packet.build import Packet
 from kiosk.packet.keys import load_hub_public_key, station_public_bytes
@@ -162,8 +162,7 @@ def serve(hub_dir) -> Iterator[Callable[..., Served]]:
 
     def start(hub: Hub | None = None, idle_timeout: float = 5) -> Served:
         hub = hub or Hub.open(hub_dir)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock = listening_socket("127.0.0.1", 0)
         port = sock.getsockname()[1]
         config = uvicorn.Config(
             create_app(hub, body_idle_timeout=idle_timeout),

@@ -254,9 +254,9 @@ def test_serve_prints_backend_urls_without_their_password():
 def test_the_listening_socket_sends_small_answers_at_once(tmp_path):
     """TCP_NODELAY, inherited by each connection: without it every TLS answer's body
     waited ~40 ms for the station's delayed ACK (benchmarks/sync_throughput.py)."""
-    from hub.cli import _bind
+    from hub.cli import listening_socket
 
-    sock = _bind("127.0.0.1", 0)
+    sock = listening_socket("127.0.0.1", 0)
     try:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:

@@ -38,6 +38,7 @@ from scale_servers import PostgresServer, SeaweedServer, free_port, shared_stora
 
 from hub import layout
 from hub.app import create_app
+from hub.cli import listening_socket
 from hub.postgres import PostgresIndex
 from hub.s3 import S3Blobs
 from hub.service import HEARTBEAT_LABEL, Hub
@@ -125,8 +126,7 @@ class ThreadReplica:
 
     def __init__(self, hub: Hub, hub_dir: Path) -> None:
         self.hub = hub
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock = listening_socket("127.0.0.1", 0)
         port = sock.getsockname()[1]
         self.server = uvicorn.Server(
             uvicorn.Config(

@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from test_sync import FailingApp, Kiosk, numbered, serve_through_faults
 
 from hub import layout
 from hub.app import create_app
+from hub.cli import listening_socket
 from hub.postgres import PostgresIndex
 from hub.s3 import S3Blobs
 from hub.service import Hub
@@ -118,8 +118,7 @@ class ThreadReplica:
     def __init__(self, folder: Path, database: str, blobs: str) -> None:
         self.hub = Hub.open(folder, database=database, blobs=blobs)
         self.app = FailingApp(create_app(self.hub, body_idle_timeout=5))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock = listening_socket("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
         self.server = uvicorn.Server(
             uvicorn.Config(
