@@ -347,7 +347,17 @@ class Hub:
             raise OffsetMismatch(
                 upload.offset, f"the upload has {upload.offset} of {upload.length} bytes"
             )
-        data = self._assemble(upload)
+        try:
+            data = self._assemble(upload)
+        except KeyError:
+            # a piece vanished: another replica finished this upload meanwhile and
+            # dropped its pieces; its verdict is this packet's
+            verdict = self.index.verdict_for_sha(sha256)
+            if verdict is not None:
+                return verdict
+            raise UnknownUpload(
+                f"upload {sha256[:16]} lost a piece at this hub; create it again"
+            ) from None
         if hashlib.sha256(data).hexdigest() != sha256:
             self.log.warning(
                 "upload %s from %s: the bytes do not match their SHA-256; starting again from 0",

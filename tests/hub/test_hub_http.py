@@ -414,3 +414,34 @@ def test_a_replica_with_a_stale_stations_folder_does_not_undo_a_new_key(hub_dir,
         assert stale.station_keys()[STATION] == new_key
     finally:
         stale.close()
+
+
+def test_a_replica_finishing_an_upload_another_just_finished_returns_its_verdict(
+    hub_dir, sealed, monkeypatch
+):
+    """Two replicas complete one upload at once: the loser finds the pieces gone (the
+    winner dropped them) and answers the winner's verdict, not a 500."""
+    loser, winner = Hub.open(hub_dir), Hub.open(hub_dir)  # two replicas, one index and bucket
+    try:
+        data = sealed()
+        digest = hashlib.sha256(data).hexdigest()
+        enrollment = f"{STATION}-20261128-000001"
+        loser.create_upload(
+            station_id=STATION, enrollment_id=enrollment, sha256=digest, length=len(data)
+        )
+        loser.append(digest, 0, data)
+        listed = loser.index.upload_chunks
+
+        def winner_finishes_meanwhile(sha256):
+            chunks = listed(sha256)
+            assert winner.finish(sha256).accepted
+            return chunks
+
+        monkeypatch.setattr(loser.index, "upload_chunks", winner_finishes_meanwhile)
+        verdict = loser.finish(digest)
+        assert verdict.accepted and verdict.sha256 == digest
+        assert loser.blobs.get(packet_key(digest)) == data
+        assert loser.blobs.keys(f"uploads/{digest}/") == []
+    finally:
+        loser.close()
+        winner.close()
