@@ -8,7 +8,6 @@ import sys
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -22,8 +21,6 @@ from kiosk.quality import (
     SignatureProblem,
     assess_face,
     assess_fingerprint,
-    assess_signature,
-    render_signature,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,79 +240,6 @@ def test_assess_fingerprint_is_fast():
     assert _median_ms(lambda: assess_fingerprint(image)) < 30
 
 
-# --- signature --------------------------------------------------------------------
-
-
-def _line(x0: float, y0: float, x1: float, y1: float, n: int = 20) -> list[tuple]:
-    return [(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n, i * 0.01) for i in range(n + 1)]
-
-
-def test_nothing_drawn_is_empty():
-    assert assess_signature([]).problem is SignatureProblem.EMPTY
-    quality = assess_signature([[], []])
-    assert quality.problem is SignatureProblem.EMPTY
-    assert quality.stroke_count == 0
-
-
-@pytest.mark.parametrize(
-    "strokes",
-    [[[(0.5, 0.5, 0.0)]], [_line(0.5, 0.5, 0.55, 0.45)]],
-    ids=["dot", "tick"],
-)
-def test_dot_or_tick_is_too_short(strokes):
-    quality = assess_signature(strokes)
-    assert quality.problem is SignatureProblem.TOO_SHORT
-    assert quality.ink_length < 0.1
-
-
-def test_scribble_in_a_corner_is_too_small():
-    zigzag = [(0.05 + 0.1 * (i % 2), 0.05 + 0.002 * i, i * 0.01) for i in range(60)]
-    quality = assess_signature([zigzag])
-    assert quality.ink_length > 1.0
-    assert quality.problem is SignatureProblem.TOO_SMALL
-
-
-def test_ink_length_is_counted_in_pad_widths():
-    across = assess_signature([_line(0.0, 0.5, 1.0, 0.5)], aspect=3.0)
-    down = assess_signature([_line(0.5, 0.0, 0.5, 1.0)], aspect=3.0)
-    assert across.ink_length == pytest.approx(1.0, abs=1e-3)
-    assert down.ink_length == pytest.approx(1 / 3, abs=1e-3)
-    assert across.ok and down.problem is SignatureProblem.TOO_SHORT
-    assert (across.box_width, down.box_height) == (pytest.approx(1.0), pytest.approx(1.0))
-
-
-def test_signature_with_several_strokes_passes():
-    strokes = [_line(0.1, 0.6, 0.4, 0.3), _line(0.4, 0.3, 0.8, 0.7), _line(0.1, 0.8, 0.9, 0.8)]
-    quality = assess_signature(strokes)
-    assert quality.ok, quality
-    assert quality.stroke_count == 3
-
-
-def test_render_draws_black_ink_on_white_where_the_strokes_are():
-    image = render_signature([_line(0.1, 0.5, 0.9, 0.5)], 300, 100)
-    assert image.shape == (100, 300)
-    assert image.dtype == np.uint8
-    assert image[5, 5] == 255
-    assert image[50, 150] < 50  # on the line
-    assert image[20, 150] == 255  # well above it
-    ink_rows = np.where((image < 128).any(axis=1))[0]
-    assert 3 <= len(ink_rows) <= 7  # cv2 thickness 3; anti-aliasing adds a pixel each side
-    thin = render_signature([_line(0.1, 0.5, 0.9, 0.5)], 300, 100, thickness=1)
-    assert (thin < 128).sum() < (image < 128).sum() / 2
-
-
-def test_render_of_nothing_is_blank_and_a_tap_is_a_dot():
-    assert (render_signature([], 90, 30) == 255).all()
-    dot = render_signature([[(0.5, 0.5, 0.0)]], 90, 30)
-    assert dot[15, 45] < 50
-    assert (dot < 128).sum() < 60
-
-
-def test_render_rejects_an_empty_image_size():
-    with pytest.raises(ValueError, match="positive"):
-        render_signature([], 0, 100)
-
-
 # --- what the checks cannot judge -------------------------------------------------
 # Odd data must stop with a ValueError that says what is wrong: never a cv2.error,
 # an AttributeError, a huge allocation or a NaN verdict that reads as "ok".
@@ -396,102 +320,6 @@ def test_odd_images_of_every_shape_and_type_give_a_verdict_or_a_value_error():
             except ValueError:
                 continue
             assert isinstance(quality.ok, bool) and 0.0 <= quality.score <= 1.0
-
-
-# A good stroke, then the same stroke with one value spoiled.
-GOOD_STROKE = [(0.1, 0.5, 0.0), (0.5, 0.2, 0.2), (0.9, 0.6, 0.4)]
-BAD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e300, -1e300, -0.01, 1.01]
-
-
-def _spoiled(point: int, axis: int, value) -> list[list[tuple]]:
-    stroke = [list(p) for p in GOOD_STROKE]
-    stroke[point][axis] = value
-    return [GOOD_STROKE, [tuple(p) for p in stroke]]
-
-
-NOT_STROKES = {
-    **{f"x={v}": _spoiled(1, 0, v) for v in BAD_VALUES},
-    **{f"y={v}": _spoiled(2, 1, v) for v in BAD_VALUES},
-    **{f"t={v}": _spoiled(1, 2, v) for v in BAD_VALUES[:3]},
-    "t_runs_back": [[(0.1, 0.5, 0.3), (0.9, 0.5, 0.2)]],
-    "none": None,
-    "a_number": 3.0,
-    "none_stroke": [None],
-    "none_point": [[None, (0.5, 0.5, 0.1)]],
-    "x_y_only": [[(0.1, 0.5), (0.9, 0.5)]],
-    "four_values": [[(0.1, 0.5, 0.0, 1.0), (0.9, 0.5, 0.1, 1.0)]],
-    "ragged": [[(0.1, 0.5, 0.0), (0.9, 0.5)]],
-    "text": [[("a", "b", "c")]],
-    "a_string": "0.1,0.5,0.0",
-    "complex": [[(0.1j, 0.5, 0.0)]],
-}
-
-
-@pytest.mark.parametrize("strokes", NOT_STROKES.values(), ids=NOT_STROKES.keys())
-def test_signature_checks_refuse_strokes_they_cannot_judge(strokes):
-    with pytest.raises(ValueError, match="stroke"):
-        assess_signature(strokes)
-    with pytest.raises(ValueError, match="stroke"):
-        render_signature(strokes, 90, 30)
-
-
-@pytest.mark.parametrize(
-    "aspect", [float("nan"), float("inf"), 0.0, -3.0, 1e-300, 1e300, None, "3"]
-)
-def test_assess_signature_refuses_an_aspect_it_cannot_use(aspect):
-    with pytest.raises(ValueError, match="aspect"):
-        assess_signature([GOOD_STROKE], aspect=aspect)
-
-
-@pytest.mark.parametrize(
-    ("width", "height", "thickness"),
-    [
-        (0, 30, 3),
-        (90, -1, 3),
-        (90.5, 30, 3),
-        (None, 30, 3),
-        (100_000, 30, 3),
-        (90, 30, 0),
-        (90, 30, -1),
-        (90, 30, 31),
-        (90, 30, 2.5),
-    ],
-)
-def test_render_refuses_an_image_size_or_pen_it_cannot_draw(width, height, thickness):
-    with pytest.raises(ValueError):
-        render_signature([GOOD_STROKE], width, height, thickness)
-
-
-def test_random_strokes_give_a_finite_verdict_or_a_value_error():
-    """Property: a signature is judged with finite measures, or refused; never NaN."""
-    rng = np.random.default_rng(20)
-    odd = [float("nan"), float("inf"), -float("inf"), 1e300, -1e-300, -0.5, 1.5, 0.0, 1.0]
-    for _ in range(300):
-        strokes = []
-        for _ in range(int(rng.integers(0, 4))):
-            n = int(rng.integers(0, 6))
-            points = np.column_stack([rng.random(n), rng.random(n), np.sort(rng.random(n))])
-            if n and rng.random() < 0.5:
-                points[rng.integers(n), rng.integers(3)] = rng.choice(odd)
-            if n > 1 and rng.random() < 0.2:
-                points[:, 2] = points[::-1, 2]  # time runs back
-            strokes.append([tuple(p) for p in points])
-        xy = [p[:2] for s in strokes for p in s]
-        times_ok = all(
-            all(np.isfinite(p[2]) for p in s) and all(a[2] <= b[2] for a, b in pairwise(s))
-            for s in strokes
-        )
-        valid = times_ok and all(np.isfinite(v) and 0.0 <= v <= 1.0 for p in xy for v in p)
-        if not valid:
-            with pytest.raises(ValueError):
-                assess_signature(strokes)
-            with pytest.raises(ValueError):
-                render_signature(strokes, 90, 30)
-            continue
-        quality = assess_signature(strokes)
-        measures = [quality.ink_length, quality.box_width, quality.box_height]
-        assert all(np.isfinite(m) for m in measures), quality
-        assert render_signature(strokes, 90, 30).shape == (30, 90)
 
 
 # --- advice in both languages -----------------------------------------------------
