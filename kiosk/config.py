@@ -48,6 +48,7 @@ from kiosk.drivers.base import ModuleKind
 from kiosk.errors import ConfigError, did_you_mean, shown
 from kiosk.i18n import LANGUAGES
 from kiosk.operator_pin import parse_pin_hash
+from kiosk.voice import DEFAULT_RATE, MAX_RATE, MIN_RATE
 
 DEFAULT_PATH = Path("/etc/rekam-kiosk/station.toml")
 SIMULATION_PATH = Path(__file__).with_name("simulation.toml")
@@ -59,9 +60,10 @@ _PIN_WORDS = ("pin", "pass", "sandi", "kode", "code")
 
 # The keys each table may hold; [modules.<kind>] tables are checked against their driver.
 _KEYS = {
-    "": ("station", "modules", "session", "operator", "hub", "store"),
+    "": ("station", "modules", "session", "operator", "hub", "store", "voice"),
     "hub": ("url",),
     "store": ("purge_after_days",),
+    "voice": ("enabled", "rate"),
     "station": ("id", "region", "language", "data_dir"),
     "modules": tuple(str(kind) for kind in ModuleKind),
     "session": (
@@ -97,6 +99,14 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class VoiceConfig:
+    """``[voice]``: the guidance prompts spoken aloud (kiosk.voice, with espeak-ng)."""
+
+    enabled: bool = True
+    rate: int = DEFAULT_RATE  # words a minute, MIN_RATE to MAX_RATE (espeak-ng's -s)
+
+
+@dataclass(frozen=True)
 class StationConfig:
     path: Path
     station_id: str
@@ -109,6 +119,7 @@ class StationConfig:
     hub_url: str | None = None  # where `kiosk sync` sends packets; None: not provisioned yet
     # acknowledged packets stay this long on the kiosk (a second copy while the hub settles)
     purge_after_days: int = 30
+    voice: VoiceConfig = VoiceConfig()
 
 
 def _looks_like_a_pin(value: object) -> bool:
@@ -297,6 +308,11 @@ def _parse(r: _Reader) -> StationConfig:
     hub_url = _hub_url(r)
     r.only_known_keys("store")
     purge_days = r.whole("store.purge_after_days", StationConfig.purge_after_days, 1, 3650)
+    r.only_known_keys("voice")
+    voice = VoiceConfig(
+        enabled=r.get("voice.enabled", bool, "true or false", VoiceConfig.enabled),
+        rate=r.whole("voice.rate", VoiceConfig.rate, MIN_RATE, MAX_RATE),
+    )
     return StationConfig(
         r.path,
         station_id,
@@ -308,6 +324,7 @@ def _parse(r: _Reader) -> StationConfig:
         pin_hash,
         hub_url,
         purge_days,
+        voice,
     )
 
 

@@ -472,7 +472,7 @@ UNKNOWN = {
     "unknown top-level table": (
         STATION + '\n[network]\nhub = "https://hub.example"\n',
         "network",
-        "one of station, modules, session, operator, hub, store; got an unknown table",
+        "one of station, modules, session, operator, hub, store, voice; got an unknown table",
     ),
     "misspelt station table": (
         STATION.replace("[station]", "[stations]"),
@@ -482,7 +482,7 @@ UNKNOWN = {
     "unknown top-level key": (
         "debug = true\n" + STATION,
         "debug",
-        "one of station, modules, session, operator, hub, store; got an unknown key",
+        "one of station, modules, session, operator, hub, store, voice; got an unknown key",
     ),
     "misspelt driver key": (
         edited('[modules.indicators]\ndriver = "fake"', '[modules.indicators]\ndrvier = "fake"'),
@@ -694,4 +694,38 @@ def test_the_hub_address_and_the_purge_delay_are_read(tmp_path):
 )
 def test_a_bad_hub_address_or_purge_delay_is_a_clear_error(tmp_path, table, expected):
     path = write(tmp_path, STATION + "\n" + table + "\n")
+    assert config_error(path).startswith(f"{path}: {expected}")
+
+
+# -- [voice] ------------------------------------------------------------------
+
+
+def test_voice_is_on_at_its_default_rate_unless_the_file_says_otherwise(tmp_path):
+    plain = load_config(write(tmp_path, STATION))
+    assert (plain.voice.enabled, plain.voice.rate) == (True, 150)
+    quiet = load_config(write(tmp_path, STATION + "\n[voice]\nenabled = false\nrate = 120\n"))
+    assert (quiet.voice.enabled, quiet.voice.rate) == (False, 120)
+
+
+def test_the_example_and_simulation_stations_speak():
+    for path in (ROOT / "docs" / "station.example.toml", SIMULATION_PATH):
+        assert load_config(path).voice.enabled, path
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ('[voice]\nenabled = "yes"', "voice.enabled: expected true or false; got 'yes'"),
+        ("[voice]\nenabled = 1", "voice.enabled: expected true or false; got 1"),
+        ("[voice]\nrate = 79", "voice.rate: expected between 80 and 450; got 79"),
+        ("[voice]\nrate = 451", "voice.rate: expected between 80 and 450; got 451"),
+        ("[voice]\nrate = 150.5", "voice.rate: expected a whole number; got 150.5"),
+        ("[voice]\nrate = true", "voice.rate: expected a whole number; got True"),
+        ("[voice]\nenable = false", "voice.enable: expected one of enabled, rate; got an unknown"),
+        ("voice = false", "voice: expected a table [voice]; got False"),
+    ],
+)
+def test_a_bad_voice_setting_is_a_clear_error(tmp_path, table, expected):
+    text = table + "\n" + STATION if not table.startswith("[") else STATION + "\n" + table + "\n"
+    path = write(tmp_path, text)
     assert config_error(path).startswith(f"{path}: {expected}")
