@@ -6,7 +6,12 @@ Nothing here imports Kivy or touches a device.
 """
 
 from kiosk.quality.face import FaceProblem, FaceQuality, assess_face
-from kiosk.quality.fingerprint import FingerprintProblem, FingerprintQuality, assess_fingerprint
+from kiosk.quality.fingerprint import (
+    FingerprintProblem,
+    FingerprintQuality,
+    SensorSignals,
+    assess_fingerprint,
+)
 from kiosk.quality.signature import (
     SignatureProblem,
     SignatureQuality,
@@ -19,6 +24,7 @@ __all__ = [
     "FaceQuality",
     "FingerprintProblem",
     "FingerprintQuality",
+    "SensorSignals",
     "SignatureProblem",
     "SignatureQuality",
     "assess_face",
