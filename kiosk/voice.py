@@ -6,8 +6,8 @@ calls it, every frame if it likes); one named background thread runs
 (never a shell, never an argument espeak-ng could read as an option)::
 
     with Speaker(rate=150) as speaker:
-        speaker.say(t("face.guidance.closer"), "id")  # returns at once
-        speaker.say(t("face.guidance.closer"), "id")  # said a moment ago: dropped
+        speaker.say("Mendekat ke kamera.", "id")  # returns at once; spoken on its thread
+        speaker.say("Mendekat ke kamera.", "id")  # being said: dropped, not repeated
 
 What is said:
 
@@ -80,9 +80,11 @@ class Speaker:
     to write a WAV file instead of playing); the voice, rate and ``-b 1``
     (UTF-8 input) are added after it and the text goes to its stdin.
     ``voices`` maps a language to an espeak-ng voice. ``clock`` gives seconds
-    (monotonic) for the no-repeat rule. A ``rate`` outside 80..450 or a
-    negative ``repeat_after_s`` is a ValueError. The thread starts here and
-    ends at :meth:`close`; close also stops a prompt being spoken.
+    (monotonic) for the no-repeat rule. A prompt still being said after
+    ``max_speech_s`` is taken for a hung audio device and killed. A ``rate``
+    outside 80..450 or a negative ``repeat_after_s`` is a ValueError. The
+    thread starts here and ends at :meth:`close`, which also stops a prompt
+    being spoken.
     """
 
     def __init__(
@@ -102,6 +104,8 @@ class Speaker:
             raise ValueError(f"rate must be {MIN_RATE} to {MAX_RATE} words a minute, got {rate!r}")
         if not repeat_after_s >= 0.0:
             raise ValueError(f"repeat_after_s must be 0 or more, got {repeat_after_s!r}")
+        if not max_speech_s > 0.0:
+            raise ValueError(f"max_speech_s must be more than 0, got {max_speech_s!r}")
         self._command = tuple(command)
         self._rate = rate
         self._voices = dict(voices)
@@ -198,7 +202,13 @@ class Speaker:
             finally:
                 with self._cond:
                     self._speaking = None
-                    self._last_said[prompt] = self._clock()
+                    now = self._clock()
+                    self._last_said = {  # only the prompts still held back
+                        said: ended
+                        for said, ended in self._last_said.items()
+                        if now - ended < self._repeat_after_s
+                    }
+                    self._last_said[prompt] = now
 
     def _speak(self, text: str, language: str) -> None:
         argv = [*self._command, "-v", self._voices[language], "-s", str(self._rate), "-b", "1"]

@@ -321,6 +321,7 @@ def test_a_hung_command_is_killed_and_the_next_prompt_is_said(speakers, stand_in
         {"rate": True},
         {"repeat_after_s": -1.0},
         {"repeat_after_s": float("nan")},
+        {"max_speech_s": 0.0},
     ],
 )
 def test_a_speaker_refuses_settings_it_cannot_use(kwargs):
