@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Runtime libraries for Kivy's SDL2 window (OpenGL through Mesa, EGL for the
-# offscreen test display, mtdev for touchscreens) and Python's venv module.
-APT_PACKAGES=(python3-venv libgl1 libgl1-mesa-dri libegl1 libmtdev1)
+# offscreen test display, mtdev for touchscreens), Python's venv module, and espeak-ng,
+# the voice that speaks the guidance (Bahasa Indonesia and English).
+APT_PACKAGES=(python3-venv libgl1 libgl1-mesa-dri libegl1 libmtdev1 espeak-ng)
 # The tests also run the hub on PostgreSQL and photograph its dashboard in Chromium.
 TEST_APT_PACKAGES=(postgresql chromium)
 VENV=.venv

@@ -27,6 +27,7 @@ from kiosk.operator_pin import hash_pin, valid_pin
 from kiosk.packet.commands import add_commands as add_packet_commands
 from kiosk.packet.keys import KeyFileError, StationKeyFiles
 from kiosk.packet.seal import Sealer
+from kiosk.quality.commands import add_commands as add_quality_commands
 from kiosk.store.export import export_packets
 from kiosk.store.preflight import check_data_dir
 from kiosk.store.sqlite import EnrollmentStore
@@ -292,6 +293,7 @@ def parser() -> argparse.ArgumentParser:
     emulate.add_argument("args", nargs=argparse.REMAINDER, help="the emulator's arguments")
     emulate.set_defaults(handler=_emulate)
     add_packet_commands(commands)
+    add_quality_commands(commands)
     add_sync_commands(commands)
     return top
 

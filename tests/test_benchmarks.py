@@ -17,6 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
     ("script", "args", "prints"),
     [
         ("quality_checks.py", ["--runs", "2"], "KiB sealed"),
+        ("face_quality.py", ["--runs", "2"], "verdicts and guidance right"),
         ("simulate_enrollments.py", ["--citizens", "2", "--rounds", "1"], "median per citizen"),
         ("config_fuzz.py", ["20"], ""),
         ("zhiantec_fuzz.py", ["30"], "worst overrun"),

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -233,14 +234,29 @@ def test_camera_follows_its_script_and_repeats_the_last_entry():
     assert all(np.array_equal(frames[2], later) for later in frames[3:])
 
 
-def test_camera_frames_are_640x480_rgb_and_read_only_copies():
+def test_camera_stills_are_still_size_rgb_read_only_copies_of_the_preview_scene():
     with FakeCamera() as camera:
         first, second = camera.still(1.0).result(), camera.still(1.0).result()
-    assert first.image.shape == (480, 640, 3)
+        camera.start_preview()
+        deadline = time.monotonic() + 2
+        while camera.latest_frame() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        preview = camera.latest_frame()
+    assert first.image.shape == (960, 1280, 3)
+    assert camera.still_scale == 2.0
+    assert preview is not None and preview.image.shape == (480, 640, 3)
+    shrunk = cv2.resize(first.image, (640, 480), interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk.astype(int) - preview.image).mean() < 3  # the same scene
     assert first.image.dtype == np.uint8
     assert not first.image.flags.writeable
     assert first.image is not second.image
     assert first.module.simulated
+
+
+def test_camera_still_size_must_keep_the_preview_shape():
+    with pytest.raises(ValueError, match="4:3"):
+        FakeCamera(still_size=(1280, 720))
+    assert FakeCamera(still_size=(640, 480)).still_scale == 1.0
 
 
 def test_camera_dark_frame_has_grey_mean_near_15():
@@ -259,7 +275,7 @@ def test_camera_fail_behaviour_raises_device_unavailable_and_health_follows_the_
             camera.still(1.0).result()
         assert camera.health().status is HealthStatus.DEGRADED
         assert "simulated" in camera.health().detail
-        assert camera.still(1.0).result().image.shape == (480, 640, 3)
+        assert camera.still(1.0).result().image.shape == (960, 1280, 3)
         assert camera.health().ok
         assert camera.stats.errors == 2 and camera.stats.consecutive_errors == 0
 

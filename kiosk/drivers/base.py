@@ -311,7 +311,11 @@ class Camera(Module, Protocol):
 
     Frames hold RGB (see :class:`Frame`). The preview stream runs on the
     camera's own thread while started; stills are jobs queued between frames.
+    ``still_scale`` is a still's width over a preview frame's: the face check
+    judges preview frames for the photo the still will make.
     """
+
+    still_scale: float
 
     def start_preview(self) -> None:
         """Start streaming preview frames (returns at once)."""

@@ -61,7 +61,9 @@ def _dark_face() -> np.ndarray:
 
 
 class FakeCamera(StreamingCamera):
-    """Simulated camera: 640 x 480 RGB sample frames chosen by a script.
+    """Simulated camera: 640 x 480 RGB preview frames chosen by a script, and
+    stills of the same scene at ``still_size`` (enlarged: a simulation adds no
+    detail, a real camera's still has it).
 
     Options (all from the station config): ``script`` of behaviour names,
     ``fail_on_call`` (1-based), ``serial``, ``delay`` seconds per still to
@@ -81,8 +83,14 @@ class FakeCamera(StreamingCamera):
         delay: float = 0.0,
         still_s: float = 5.0,
         fps: float = 30.0,
+        still_size: Sequence[int] = (1280, 960),
     ) -> None:
         super().__init__(still_s=still_s)
+        width, height = (int(v) for v in still_size)
+        if width * FRAME_SHAPE[0] != height * FRAME_SHAPE[1] or not 640 <= width <= 4096:
+            raise ValueError(f"still_size must be 4:3, 640 to 4096 px wide, got {still_size!r}")
+        self.still_size = (width, height)
+        self.still_scale = width / FRAME_SHAPE[1]
         self._script = BehaviourScript(script, self.BEHAVIOURS, fail_on_call)
         self._serial = serial
         self._delay = float(delay)
@@ -99,7 +107,7 @@ class FakeCamera(StreamingCamera):
             raise DeviceUnavailable(f"camera not answering (simulated failure on call {call})")
         image = self._image_for(behaviour)
         job.sleep(self._delay)  # CaptureTimeout if the delay runs past the deadline
-        return image.copy()
+        return cv2.resize(image, self.still_size, interpolation=cv2.INTER_CUBIC)
 
     def _grab_preview(self) -> np.ndarray | None:
         time.sleep(self._frame_interval)

@@ -165,6 +165,7 @@ class Picamera2Camera(StreamingCamera):
         self.camera_num = camera_num
         self.preview_size = _size("preview_size", preview_size)
         self.still_size = _size("still_size", still_size)
+        self.still_scale = self.still_size[0] / self.preview_size[0]
         (pw, ph), (sw, sh) = self.preview_size, self.still_size
         if pw > sw or ph > sh:
             raise ValueError(

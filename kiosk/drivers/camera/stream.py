@@ -43,6 +43,7 @@ class StreamingCamera(ModuleBase):
 
     kind: ClassVar[ModuleKind] = ModuleKind.CAMERA
     idle_work: ClassVar[bool] = True  # the camera's thread streams preview frames when idle
+    still_scale: float = 1.0  # a still's width over a preview frame's (backends set it)
 
     def __init__(self, *, still_s: float = 5.0) -> None:
         super().__init__()
