@@ -43,12 +43,16 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from kiosk.quality.inputs import require_print
 from kiosk.quality.measures import Measure
+
+if TYPE_CHECKING:  # the drivers import this package: no import cycle at run time
+    from kiosk.drivers.base import FingerprintCapture
 
 DPI = 500
 # 16 px at 500 dpi is ~1.8 ridge periods: the segmentation grid (NFIQ 2 segments
@@ -120,9 +124,9 @@ class SensorSignals:
     dpi: int = DPI
 
     @classmethod
-    def from_capture(cls, capture) -> SensorSignals:
+    def from_capture(cls, capture: FingerprintCapture) -> SensorSignals:
         """The signals a :class:`kiosk.drivers.base.FingerprintCapture` carries."""
-        from kiosk.drivers.base import Outcome  # the drivers import this package
+        from kiosk.drivers.base import Outcome
 
         if capture.outcome is Outcome.NO_FINGER:
             present: bool | None = False

@@ -40,6 +40,7 @@ reader; ``python tools/make_fingerprint_samples.py`` writes them again.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, replace
 
 import cv2
@@ -169,8 +170,9 @@ def orientation_field(spec: FingerSpec) -> np.ndarray:
     return np.mod(theta, np.pi)
 
 
-def _gabor_spectra() -> list[np.ndarray]:
-    """The DFT of one Gabor kernel per orientation bin, at the padded window's size."""
+@functools.cache
+def _gabor_spectra() -> tuple[np.ndarray, ...]:
+    """The DFT of one Gabor kernel per orientation bin, at the padded window's size (made once)."""
     sigma = 0.45 * RIDGE_PERIOD
     size = int(4 * sigma) | 1
     shape = (HEIGHT + 2 * PAD, WIDTH + 2 * PAD)
@@ -187,17 +189,12 @@ def _gabor_spectra() -> list[np.ndarray]:
         placed[:size, :size] = kernel
         placed = np.roll(placed, (-(size // 2), -(size // 2)), axis=(0, 1))
         spectra.append(cv2.dft(placed))  # packed (CCS): real input, half the work
-    return spectra
-
-
-_SPECTRA: list[np.ndarray] | None = None
+    return tuple(spectra)
 
 
 def grow_ridges(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Ridge pattern in -1..1 (1 = ridge) grown from noise along ``theta``."""
-    global _SPECTRA
-    if _SPECTRA is None:
-        _SPECTRA = _gabor_spectra()
+    spectra = _gabor_spectra()
     position = theta / np.pi * ORIENTATION_BINS
     lower = np.floor(position).astype(int) % ORIENTATION_BINS
     upper = (lower + 1) % ORIENTATION_BINS
@@ -214,7 +211,7 @@ def grow_ridges(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         mixed = np.zeros_like(pattern)
         for k, share in shares:
             filtered = cv2.dft(
-                cv2.mulSpectrums(spectrum, _SPECTRA[k], 0),
+                cv2.mulSpectrums(spectrum, spectra[k], 0),
                 flags=cv2.DFT_INVERSE | cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE,
             )
             mixed += share * filtered[PAD:-PAD, PAD:-PAD]
