@@ -62,9 +62,10 @@ MAX_ROTATION = np.deg2rad(45.0)
 PAIR_DISTANCE = 10.0  # pixels: aligned minutiae this close may be the same (skin stretches)
 PAIR_ANGLE = np.deg2rad(20.0)
 ALIGNMENT_CANDIDATES = 12  # best local pairs tried as alignments
+PAIR_SUPPORT = 2 / NEIGHBOURS  # share of a pair's neighbours that must pair as well
 # Score: minutiae paired under the best alignment, weighted by how much of the
 # smaller print they cover; see docs/fingerprint-matching.md for how it was set.
-SAME_FINGER_THRESHOLD = 12.0
+SAME_FINGER_THRESHOLD = 7.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,7 +158,9 @@ def match_score(a: PrintTemplate, b: PrintTemplate) -> float:
 
 
 def _score(al: Alignment, na: int, nb: int) -> float:
-    paired = al.paired
+    # Only pairs whose neighbourhoods agree too count: a chance pairing of two
+    # unrelated minutiae rarely has neighbours that also pair.
+    paired = sum(support >= PAIR_SUPPORT for support in al.support)
     if paired < 3:
         return float(paired)
     # Pairs in proportion to the smaller print: a big print matching a few by
@@ -475,6 +478,7 @@ class Alignment:
     paired: int
     a_on_b: int = 0  # a's minutiae that land on b's finger
     b_on_a: int = 0  # b's minutiae that land on a's finger
+    support: tuple[float, ...] = ()  # each pair's neighbourhood agreement, 0..1
 
 
 def _best_alignment(a: PrintTemplate, b: PrintTemplate) -> Alignment:
@@ -492,9 +496,10 @@ def _best_alignment(a: PrintTemplate, b: PrintTemplate) -> Alignment:
         c, s = np.cos(turn), np.sin(turn)
         dx = b.x[j] - (c * a.x[i] - s * a.y[i])
         dy = b.y[j] - (s * a.x[i] + c * a.y[i])
-        paired = _paired(a, b, turn, dx, dy)
-        if paired > best.paired:
-            best = Alignment(turn, float(dx), float(dy), paired)
+        rows, cols = _paired(a, b, turn, dx, dy)
+        if len(rows) > best.paired:
+            support = tuple(float(v) for v in similarity[rows, cols])
+            best = Alignment(turn, float(dx), float(dy), len(rows), support=support)
     # How many could have paired: those of each that lie on the other's finger.
     c, s = np.cos(best.turn), np.sin(best.turn)
     ax, ay = c * a.x - s * a.y + best.dx, s * a.x + c * a.y + best.dy
@@ -507,10 +512,13 @@ def _best_alignment(a: PrintTemplate, b: PrintTemplate) -> Alignment:
         best.paired,
         int(b.inside(ax, ay).sum()),
         int(a.inside(bx, by).sum()),
+        best.support,
     )
 
 
-def _paired(a: PrintTemplate, b: PrintTemplate, turn: float, dx: float, dy: float) -> int:
+def _paired(
+    a: PrintTemplate, b: PrintTemplate, turn: float, dx: float, dy: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Minutiae paired one to one with a laid on b: pairs that are each other's nearest
     among those within PAIR_DISTANCE and PAIR_ANGLE."""
     c, s = np.cos(turn), np.sin(turn)
@@ -523,4 +531,4 @@ def _paired(a: PrintTemplate, b: PrintTemplate, turn: float, dx: float, dy: floa
     nearest_a = np.argmin(cost, axis=0)
     rows = np.arange(len(a))
     mutual = (nearest_a[nearest_b] == rows) & np.isfinite(cost[rows, nearest_b])
-    return int(mutual.sum())
+    return rows[mutual], nearest_b[mutual]
