@@ -113,7 +113,8 @@ def make_template(image_gray: np.ndarray) -> PrintTemplate:
     inner = cv2.erode(mask.astype(np.uint8), _disc(EDGE_MARGIN)).astype(bool)
     x, y, kind = _minutiae(skeleton, inner)
     angle = np.array(
-        [_direction(skeleton, yy, xx) for xx, yy in zip(x, y, strict=True)], np.float64
+        [_direction(skeleton, orientation, yy, xx) for xx, yy in zip(x, y, strict=True)],
+        np.float64,
     )
     keep = ~np.isnan(angle) & _isolated(x, y)
     return PrintTemplate(
@@ -366,7 +367,7 @@ def _trace(skeleton: np.ndarray, y: int, x: int, first: tuple[int, int], seen: s
     return np.array([cx - x, cy - y], np.float64)
 
 
-def _direction(skeleton: np.ndarray, y: int, x: int) -> float:
+def _direction(skeleton: np.ndarray, orientation: np.ndarray, y: int, x: int) -> float:
     """Direction (0..2 pi) away from the minutia's stem: the ridge behind an ending,
     the branch of a bifurcation set apart from the other two; NaN if unclear."""
     height, width = skeleton.shape
@@ -391,7 +392,13 @@ def _direction(skeleton: np.ndarray, y: int, x: int) -> float:
         stem = branches[max(range(3), key=apart)]
     else:
         return float("nan")
-    return float(np.mod(np.arctan2(-stem[1], -stem[0]), 2 * np.pi))
+    traced = np.arctan2(-stem[1], -stem[0])
+    # The smoothed orientation field is steadier than a few traced pixels: take its
+    # direction, turned the way the trace points.
+    ridge = orientation[y, x]
+    if np.cos(traced - ridge) < 0:
+        ridge += np.pi
+    return float(np.mod(ridge, 2 * np.pi))
 
 
 def _isolated(x: np.ndarray, y: np.ndarray) -> np.ndarray:
