@@ -165,6 +165,8 @@ def find_repeat(new: PrintTemplate, captured: Mapping[K, PrintTemplate]) -> K | 
 
     Raises ValueError if ``new`` or any captured value is not a PrintTemplate.
     """
+    if not isinstance(new, PrintTemplate):
+        raise ValueError(f"find_repeat needs a PrintTemplate, got {type(new).__name__}")
     best_key: K | None = None
     best = SAME_FINGER_THRESHOLD
     for key, template in captured.items():
