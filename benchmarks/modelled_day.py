@@ -293,6 +293,8 @@ def enroll(flow: EnrollmentFlow, nik: str) -> CitizenRun:
     while flow.step is Step.FACE:
         if flow.capture_face().fault:
             raise KioskError("the camera failed")
+        if flow.face_pending is not None:
+            flow.accept_face()  # the citizen says yes to the photo
     while flow.step is Step.FINGERPRINTS:
         result = flow.capture_finger()
         if result.fault:

@@ -65,7 +65,8 @@ def reviewed_enrollment(modules: StationModules) -> Enrollment:
     flow.submit_nik(NIK)
     flow.accept_consent()
     while flow.step is Step.FACE:
-        flow.capture_face()
+        if flow.capture_face().accepted:
+            flow.accept_face()
     while flow.step is Step.FINGERPRINTS:
         flow.capture_finger()
     flow.modules.signature.sign()  # the scripted citizen draws

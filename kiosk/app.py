@@ -36,7 +36,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from kiosk.config import StationConfig  # noqa: E402
 from kiosk.drivers.worker import DeviceWorker  # noqa: E402
-from kiosk.flow.machine import EnrollmentFlow, Step  # noqa: E402
+from kiosk.flow.machine import STEP_MODULE, EnrollmentFlow, Step  # noqa: E402
 from kiosk.flow.supervision import follow_supervision  # noqa: E402
 from kiosk.health.station import StationModules  # noqa: E402
 from kiosk.health.supervisor import StationSupervisor  # noqa: E402
@@ -45,6 +45,7 @@ from kiosk.operator_pin import OperatorPin  # noqa: E402
 from kiosk.screens import SCREENS, load_screens  # noqa: E402
 from kiosk.screens.base import CancelDialog, StillHereDialog  # noqa: E402
 from kiosk.store.sqlite import EnrollmentStore  # noqa: E402
+from kiosk.voice import SilentSpeaker, Speaker, speaker_from_config  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,14 @@ class KioskApp(App):
     operator_called = BooleanProperty(False)  # shown in the top bar while it holds
     flow = ObjectProperty(None, allownone=True)
 
-    def __init__(self, flow: EnrollmentFlow, **kwargs) -> None:
+    def __init__(
+        self, flow: EnrollmentFlow, speaker: Speaker | SilentSpeaker | None = None, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.title = "Rekam kiosk"
+        # says the capturing steps' guidance aloud; never blocks the UI
+        self.speaker = speaker or SilentSpeaker()
+        self._spoken_step: Step | None = None
         self._translators = {language: Translator(language) for language in LANGUAGES}
         self._pending = None
         self._dialog = None  # "stop this recording?", when open
@@ -116,6 +122,16 @@ class KioskApp(App):
             screen.mark_shown()
             screen.entered()
         screen.refresh()
+        self._speak(flow)
+
+    def _speak(self, flow: EnrollmentFlow) -> None:
+        """Say a capturing step's guidance aloud, as the screen shows it; what was
+        being said about the step before stops when the step changes."""
+        if flow.step is not self._spoken_step:
+            self._spoken_step = flow.step
+            self.speaker.silence()
+        if flow.problem and flow.step in STEP_MODULE:
+            self.speaker.say(self.t(flow.problem), flow.language)
 
     def _ask_still_here(self, seconds_left: int | None) -> None:
         if seconds_left is None:
@@ -154,6 +170,7 @@ class KioskApp(App):
 
     def on_stop(self) -> None:
         self.captures.close()
+        self.speaker.close()
 
 
 def run_kiosk(
@@ -180,7 +197,7 @@ def run_kiosk(
     if fullscreen:
         Window.fullscreen = "auto"
         Window.show_cursor = False
-    app = KioskApp(flow)
+    app = KioskApp(flow, speaker_from_config(config.voice.enabled, config.voice.rate))
 
     def stop(signum: int, _frame) -> None:
         log.warning("signal %d: stopping the kiosk", signum)

@@ -90,6 +90,8 @@ class SessionConfig:
     idle_timeout_s: float = 120.0  # a citizen who walked away; long enough to read the consent
     finger_tries: int = 3
     face_tries: int = 3
+    # seconds of live guidance per try before the photo is taken and judged anyway
+    face_try_s: float = 4.0
     idle_warning_s: float = 20.0  # "Masih di sana?" counts down this long before the drop
     max_finger_exceptions: int = 2  # more missing/injured/unusable fingers: the operator decides
     # Younger NIKs go to the operator (who may let a married minor enroll). Dukcapil
@@ -297,6 +299,7 @@ def _parse(r: _Reader) -> StationConfig:
         idle_timeout_s=idle_timeout_s,
         finger_tries=r.whole("session.finger_tries", default.finger_tries, 1, 10),
         face_tries=r.whole("session.face_tries", default.face_tries, 1, 10),
+        face_try_s=r.number("session.face_try_s", default.face_try_s, 0.5, 60),
         idle_warning_s=idle_warning_s,
         max_finger_exceptions=r.whole(
             "session.max_finger_exceptions", default.max_finger_exceptions, 0, 10

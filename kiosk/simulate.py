@@ -129,6 +129,8 @@ def enroll_one(flow: EnrollmentFlow, nik: str) -> str:
     while flow.step is Step.FACE:
         if flow.capture_face().fault:
             raise KioskError("simulated camera failed")
+        if flow.face_pending is not None:
+            flow.accept_face()  # the citizen says yes to the photo
     while flow.step is Step.FINGERPRINTS:
         if flow.capture_finger().fault:
             raise KioskError("simulated fingerprint reader failed")

@@ -31,6 +31,7 @@ def to_face(flow: EnrollmentFlow) -> None:
 def to_fingerprints(flow: EnrollmentFlow) -> None:
     to_face(flow)
     assert flow.capture_face().accepted
+    flow.accept_face()
     assert flow.step is Step.FINGERPRINTS
 
 
@@ -81,7 +82,8 @@ def test_every_step_duration_is_recorded(make_flow, clock, store):
     clock.advance(30)
     flow.accept_consent()
     clock.advance(5)
-    flow.capture_face()
+    assert flow.capture_face().accepted
+    flow.accept_face()
     for _ in FINGER_ORDER:
         clock.advance(4)
         flow.capture_finger()
@@ -131,6 +133,7 @@ def test_dark_photo_gives_guidance_then_the_next_good_one_is_taken(make_flow):
     assert first.preview is not None
     assert flow.step is Step.FACE
     assert flow.capture_face().accepted
+    flow.accept_face()
     assert flow.enrollment.face.attempts == 2
     assert flow.step is Step.FINGERPRINTS
 
@@ -144,6 +147,7 @@ def test_face_tries_run_out_then_try_again_restarts_them(make_flow):
     flow.retry_face()
     assert flow.tries_left == 3
     assert flow.capture_face().accepted
+    flow.accept_face()
 
 
 def test_camera_fault_keeps_the_session_and_recovers(make_flow):
@@ -156,6 +160,7 @@ def test_camera_fault_keeps_the_session_and_recovers(make_flow):
     assert flow.modules.indicators.current is Signal.FAULT
     assert flow.enrollment is enrollment and enrollment.nik is not None
     assert flow.capture_face().accepted
+    flow.accept_face()
     assert flow.fault is None
 
 
@@ -271,6 +276,7 @@ def test_retake_from_review_returns_to_review_keeping_the_rest(make_flow, retake
     if retake is Retake.FACE:
         assert flow.step is Step.FACE
         assert flow.capture_face().accepted
+        flow.accept_face()
         assert flow.enrollment.face is not face
     elif retake is Retake.SIGNATURE:
         assert flow.step is Step.SIGNATURE
@@ -401,6 +407,7 @@ def test_leaving_a_slow_capture_cancels_the_devices_job_at_once(make_flow, leave
     flow = make_flow()
     to_face(flow)
     assert flow.capture_face().accepted
+    flow.accept_face()
     flow.modules.fingerprint = FakeFingerprintReader(delay=5.0)
     flow.modules.fingerprint.open()
     results = []
@@ -504,3 +511,4 @@ def test_a_module_that_never_opened_is_a_fault_not_a_crash(make_flow):
     assert flow.step is Step.FACE
     flow.modules.camera.open()  # a working camera is plugged in
     assert flow.capture_face().accepted
+    flow.accept_face()

@@ -105,6 +105,7 @@ def test_face_capture_pauses_too(make_flow):
     assert flow.capture_face().stale and flow.step is Step.FACE
     flow.resume()
     assert flow.capture_face().accepted
+    flow.accept_face()
 
 
 # -- item 2: a marked finger names the finger; too many go to the operator ------

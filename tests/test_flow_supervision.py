@@ -147,6 +147,7 @@ def test_a_step_whose_module_is_already_down_says_so_on_arrival(make_flow):
     assert flow.fault is None
     flow.accept_consent()
     assert flow.capture_face().accepted
+    flow.accept_face()
     assert flow.fault is ModuleKind.FINGERPRINT
     assert flow.problem == "flow.fault.fingerprint"
 
@@ -158,6 +159,7 @@ def test_a_module_back_up_clears_the_fault_and_the_step_goes_on(make_flow):
     flow.module_up(ModuleKind.CAMERA)
     assert flow.fault is None and not flow.down
     assert flow.capture_face().accepted
+    flow.accept_face()
 
 
 def test_the_lights_buttons_and_case_switch_reach_the_flow_through_supervision(tmp_path):

@@ -43,6 +43,7 @@ def finished(make_flow, clock) -> EnrollmentFlow:
     flow.accept_consent()
     clock.advance(6)
     assert flow.capture_face().accepted
+    flow.accept_face()
     assert flow.capture_finger().accepted  # right thumb
     flow.mark_finger(FingerException.MISSING)  # right index
     for _ in range(3):
@@ -232,7 +233,7 @@ def test_fingers_come_in_iso_order_with_their_exceptions(packet):
         "dpi": 500,
         "module": 1,
     }
-    assert 0 < thumb["quality"] <= 1
+    assert 0 < thumb["quality"] <= 100
     assert index["exception"] == "missing"
     assert index["image"] is None and index["quality"] is None
     assert "dpi" not in index and "format" not in index
@@ -273,7 +274,7 @@ def test_face_is_a_jpeg_of_the_captured_colours(finished, packet):
     assert data[:2] == b"\xff\xd8"
     decoded = cv2.cvtColor(decode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     captured = finished.enrollment.face.image
-    assert decoded.shape == captured.shape == (480, 640, 3)
+    assert decoded.shape == captured.shape == (640, 480, 3)  # the 3:4 portrait
     # quality 90 keeps it close; swapped red and blue channels would not be
     difference = np.abs(decoded.astype(int) - captured.astype(int)).mean()
     assert difference < 3

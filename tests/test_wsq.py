@@ -55,7 +55,7 @@ def test_compression_keeps_the_quality_verdict(path):
     image = sample(path)
     before, after = assess_fingerprint(image), assess_fingerprint(decode_wsq(encode_wsq(image)))
     assert after.ok == before.ok
-    assert after.score == pytest.approx(before.score, abs=0.05)
+    assert after.score == pytest.approx(before.score, abs=2)  # of 100
 
 
 def test_the_file_says_500_ppi_at_the_standard_rate():

@@ -137,6 +137,7 @@ def to_fingers(flow: EnrollmentFlow) -> None:
     assert flow.submit_nik(VALID_NIK).ok
     flow.accept_consent()
     assert flow.capture_face().accepted
+    flow.accept_face()
     assert flow.step is Step.FINGERPRINTS
 
 

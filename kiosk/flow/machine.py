@@ -20,6 +20,7 @@ marked incomplete, naming what is missing.
     flow.submit_nik("3201014101900001")
     flow.accept_consent()
     flow.capture_face()
+    flow.accept_face()
     ...
 """
 
@@ -58,8 +59,9 @@ from kiosk.health.station import StationModules
 from kiosk.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from kiosk.operator_pin import OperatorPin
 from kiosk.packet.build import build_packet
-from kiosk.quality.face import assess_face
+from kiosk.quality.face import FaceQuality, assess_face, background_colour_for
 from kiosk.quality.fingerprint import assess_fingerprint
+from kiosk.quality.portrait import replace_background
 from kiosk.quality.signature import SignatureQuality, assess_signature, render_signature
 from kiosk.store import EnrollmentSink
 
@@ -69,6 +71,10 @@ SIGNATURE_TIMEOUT_S = 2.0
 RECEIPT_SECONDS = 45.0  # the receipt stays up this long, then the kiosk is ready again
 NOTICE_SECONDS = 30.0  # a word on the welcome screen about the last session, then it goes
 SIGNATURE_IMAGE_SIZE = (900, 300)
+# Every face measure passing this many preview frames in a row: the citizen is
+# holding still in a good pose (about a fifth of a second at 25-30 frames a second).
+FACE_STEADY_FRAMES = 5
+FACE_POLL_S = 0.005  # how often to look for the next preview frame
 
 
 class Step(enum.StrEnum):
@@ -159,6 +165,7 @@ class EnrollmentFlow:
         self.step = Step.WELCOME
         self.enrollment: Enrollment | None = None
         self.current_finger: Finger | None = None
+        self.face_pending: FaceRecord | None = None  # a portrait waiting for the citizen's yes
         self.tries_left = 0
         self.problem: str | None = None  # last guidance or error key, for the screen
         self.fault: ModuleKind | None = None
@@ -213,6 +220,7 @@ class EnrollmentFlow:
         self.step = step
         self._entered_at = now
         self.problem = None
+        self.face_pending = None  # a portrait is only ever accepted where it was shown
         self._cancel_job()
         needed = STEP_MODULE.get(step)
         self.fault = needed if needed in self.down else None  # it is already known down
@@ -449,32 +457,107 @@ class EnrollmentFlow:
     # -- face -----------------------------------------------------------------
 
     def capture_face(self) -> CaptureResult:
-        """Take one still and check it; blocks until the camera's job is done."""
+        """Guide the citizen from the live preview until every measure passes for
+        FACE_STEADY_FRAMES frames in a row (or ``face_try_s`` runs out), then take the
+        still, judge it again at full size, cut the e-KTP portrait and paint the
+        background of the citizen's birth year. A good portrait waits for the
+        citizen's yes (:meth:`accept_face`). Blocks until done (the capture thread)."""
+        with self._lock:
+            enrollment = self._require(Step.FACE)
+            if self.face_pending is not None:  # the citizen has a photo to answer for
+                return CaptureResult(False, stale=True)
+            watching = self._capture_epoch
+        self._watch_face(enrollment, watching)
         taken = self._device_call(Step.FACE, lambda: self.modules.camera.still())
         if isinstance(taken, CaptureResult):
             return taken
         frame, session, epoch = taken
         quality = assess_face(frame.image)
+        if quality.ok:  # painted outside the lock: grabCut takes a few hundred ms
+            portrait, quality = self._portrait(frame.image, quality, session)
         with self._lock:
             if self._stale(session, Step.FACE, epoch):
                 return CaptureResult(False, stale=True)
             self.fault = None
             attempts = self.session.face_tries - self.tries_left + 1
             if quality.ok:
-                session.face = FaceRecord(frame.image, quality, frame.module, attempts)
+                self.face_pending = FaceRecord(portrait, quality, frame.module, attempts)
+                self.problem = None
                 self._signal(Signal.SUCCESS)
                 self._last_activity = self._clock()
-                self._after_capture(Step.FINGERPRINTS)
-                result = CaptureResult(True, preview=frame.image)
+                result = CaptureResult(True, preview=portrait)
             else:
-                # the camera keeps trying on its own; tries only count down to
-                # when the screen stops and asks the citizen to press "try again"
+                # tries only count down to when the screen stops and asks the
+                # citizen to press "try again"; the guidance never stops meanwhile
                 self.tries_left = max(self.tries_left - 1, 0)
                 self.problem = quality.problem
                 self._signal(Signal.RETRY)
                 result = CaptureResult(False, quality.problem, self.tries_left, preview=frame.image)
         self._changed()
         return result
+
+    def _watch_face(self, session: Enrollment, epoch: int) -> None:
+        """Judge preview frames, saying what to fix, until enough pass in a row or the
+        try's time is up. Returns at once if the camera is down or not streaming."""
+        camera = self.modules.camera
+        if ModuleKind.CAMERA in self.down:
+            return
+        try:
+            camera.start_preview()
+        except Exception as exc:  # closed, being reopened: the still says what happened
+            log.info("no preview to guide from: %s", exc)
+            return
+        deadline = time.monotonic() + self.session.face_try_s
+        steady, seen = 0, None
+        while steady < FACE_STEADY_FRAMES and time.monotonic() < deadline:
+            with self._lock:
+                if self._stale(session, Step.FACE, epoch):
+                    return
+            frame = camera.latest_frame()
+            if frame is None or frame.captured_at == seen:
+                time.sleep(FACE_POLL_S)
+                continue
+            seen = frame.captured_at
+            quality = assess_face(frame.image, still_scale=camera.still_scale)
+            steady = steady + 1 if quality.ok else 0
+            with self._lock:
+                if self._stale(session, Step.FACE, epoch) or quality.problem == self.problem:
+                    continue
+                self.problem = quality.problem
+                self._signal(Signal.WORKING if quality.ok else Signal.RETRY)
+            self._changed()
+
+    def _portrait(
+        self, still: np.ndarray, quality: FaceQuality, session: Enrollment
+    ) -> tuple[np.ndarray, FaceQuality]:
+        """The e-KTP portrait cut from a good still, its background painted red or
+        blue by the birth year in the NIK, and the portrait's own verdict."""
+        cut = quality.cut.apply(still)
+        points = quality.landmarks[:, :2] @ quality.cut.matrix[:, :2].T + quality.cut.matrix[:, 2]
+        colour = background_colour_for(session.nik.birth_date.year)
+        portrait = replace_background(cut, points, colour)
+        return portrait, assess_face(portrait, background=colour)
+
+    def accept_face(self) -> None:
+        """The citizen says yes to the portrait shown: on to the fingerprints."""
+        with self._lock:
+            enrollment = self._require(Step.FACE)
+            if self.face_pending is None:
+                raise FlowError("no portrait is waiting for the citizen's yes")
+            enrollment.face, self.face_pending = self.face_pending, None
+            self._last_activity = self._clock()
+            self._after_capture(Step.FINGERPRINTS)
+        self._changed()
+
+    def retake_face(self) -> None:
+        """The citizen wants another photo: back to the live preview, tries afresh."""
+        with self._lock:
+            self._require(Step.FACE)
+            self.face_pending = None
+            self.tries_left = self.session.face_tries
+            self.problem = None
+            self._last_activity = self._clock()
+        self._changed()
 
     def retry_face(self) -> None:
         """The citizen pressed 'try again' after the automatic tries ran out."""

@@ -23,14 +23,9 @@ from kiosk.packet.wsq import encode_wsq
 #    and JPEG quality FACE_JPEG_QUALITY; 2: each capture names its unit; modules is a
 #    list; incomplete, missing
 SCHEMA_VERSION = 3
-# The face is sized for the e-KTP portrait, not cropped (the face quality step owns the
-# framing): only the long side is capped. The card prints the portrait about 2 x 3 cm,
-# 236 x 354 px at 300 dpi, which a 2:3 crop of a 640 x 480 frame (320 x 480) covers. ICAO
-# 9303 / ISO 19794-5 aim at ~90 px between the eye centres (60 px is the token-image
-# floor): at 640 px the smallest face the quality step accepts (kiosk/quality/face.py
-# MIN_FACE_WIDTH, 0.2 of the width) has ~60 px, a face at 0.3 of the width ~90 px.
-# Frames already this small (the fake camera's 640 x 480) are kept as they are, never
-# enlarged.
+# The face is the e-KTP portrait the quality step cut (kiosk/quality/portrait.py: 480 x
+# 640, ISO 19794-5 token geometry, 120 px between the eyes, background painted); the cap
+# only guards against a larger portrait ever being handed in. Never enlarged.
 FACE_MAX_SIDE = 640
 # JPEG quality 90: no blocking or ringing visible on skin or around the eyes (ICAO asks
 # for compression that leaves no visible artefacts), at about 70 % of quality 95's size

@@ -268,6 +268,10 @@ class CapturingScreen(KioskScreen):
         """Stop capturing by itself after this result?"""
         return result.fault is not None
 
+    def holds(self) -> bool:
+        """Wait for the citizen (e.g. to say yes to a photo) instead of capturing?"""
+        return False
+
     def show_preview(self, image: np.ndarray) -> None:
         self.ids.preview.texture = texture_from_array(image)
 
@@ -291,7 +295,7 @@ class CapturingScreen(KioskScreen):
             self.needs_help = self._waiting_for_module = False
             self.problem = ""
         # a dialog that paused the captures has closed: go on where we were
-        if not self._looping and not self.needs_help and not flow.paused:
+        if not self._looping and not self.needs_help and not flow.paused and not self.holds():
             self._schedule(0)
 
     def help_button(self) -> None:
@@ -329,6 +333,7 @@ class CapturingScreen(KioskScreen):
         flow = self.flow
         if (
             self.needs_help
+            or self.holds()
             or flow.paused
             or flow.step is not self.step
             or self.manager.current != self.name

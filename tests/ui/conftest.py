@@ -76,6 +76,12 @@ class Kiosk:
                 )
             self.loop.idle()
 
+    def accept_photo(self) -> None:
+        """Wait for the portrait the face screen shows for a yes, and say yes."""
+        self.wait_for_step(Step.FACE)
+        self.wait_for(lambda: not self.widget("accept_photo").disabled, what="the portrait")
+        self.tap(self.widget("accept_photo"))
+
     def wait_for_step(self, step: Step, timeout: float = 15.0) -> None:
         self.wait_for(
             lambda: self.screen.name == step and self.flow.step is step, timeout, f"step {step}"

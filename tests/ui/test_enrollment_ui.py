@@ -64,7 +64,15 @@ def walk_to_review(kiosk, language: str, shots: str | None = None, look=None) ->
     kiosk.wait_for_step(Step.FACE)
 
     assert kiosk.shows(t("face.instructions"))
-    shot("05-face")  # the first try is a dark frame: the guidance is on screen
+    # the preview is dark until the first photo: the live guidance says so
+    kiosk.wait_for(lambda: kiosk.shows(t("quality.face.too_dark")), what="the guidance")
+    shot("05-face")
+    # then the citizen stands well lit: the photo is taken and shown for a yes
+    kiosk.wait_for(lambda: not kiosk.widget("accept_photo").disabled, what="the portrait")
+    assert kiosk.shows(t("face.confirm_question"))
+    assert kiosk.widget("portrait").texture.size == (480, 640)
+    shot("05b-face-confirm")
+    kiosk.tap(kiosk.widget("accept_photo"))
     kiosk.wait_for_step(Step.FINGERPRINTS)
 
     # prints are taken by themselves, one finger after the other
@@ -197,6 +205,7 @@ def test_camera_fault_shows_help_and_try_again_recovers(kiosk):
     kiosk.screenshot("11-camera-fault")
     enrollment = kiosk.flow.enrollment
     kiosk.tap(kiosk.widget("try_again"))
+    kiosk.accept_photo()
     kiosk.wait_for_step(Step.FINGERPRINTS)
     assert kiosk.flow.enrollment is enrollment  # nothing was lost
 

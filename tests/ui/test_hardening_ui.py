@@ -58,6 +58,7 @@ def test_marking_a_finger_asks_first_and_no_keeps_it(kiosk):
     to_consent(kiosk)
     kiosk.wait_for_step(Step.CONSENT)
     kiosk.tap(kiosk.widget("accept"))
+    kiosk.accept_photo()
     kiosk.wait_for_step(Step.FINGERPRINTS)
     kiosk.tap(kiosk.widget("missing"))
     dialog = kiosk.screen.dialog
@@ -79,6 +80,7 @@ def test_capture_pauses_behind_the_cancel_dialog_and_resumes_where_it_was(kiosk)
     to_consent(kiosk)
     kiosk.wait_for_step(Step.CONSENT)
     kiosk.tap(kiosk.widget("accept"))
+    kiosk.accept_photo()
     kiosk.wait_for(lambda: kiosk.flow.current_finger is Finger.RIGHT_MIDDLE, what="finger 3")
     kiosk.tap(kiosk.widget("cancel"))
     assert kiosk.flow.paused
@@ -100,6 +102,7 @@ def test_a_slow_reader_never_stalls_and_never_runs_on_behind_a_dialog(kiosk):
     to_consent(kiosk)
     kiosk.wait_for_step(Step.CONSENT)
     kiosk.tap(kiosk.widget("accept"))
+    kiosk.accept_photo()
     kiosk.wait_for(lambda: flow.finger_phase is FingerPhase.WAITING, what="the thumb's capture")
     assert kiosk.widget("instructions").text == ID("fingerprints.phase.waiting")
 
@@ -133,6 +136,7 @@ def test_a_module_down_waits_says_so_and_resumes_by_itself_when_back(kiosk):
     to_consent(kiosk)
     kiosk.wait_for_step(Step.CONSENT)
     kiosk.tap(kiosk.widget("accept"))
+    kiosk.accept_photo()
     kiosk.wait_for(lambda: flow.finger_phase is FingerPhase.WAITING, what="the thumb's capture")
     flow.module_down(ModuleKind.FINGERPRINT)  # as supervision reports a pulled cable
     button = kiosk.widget("try_again")
@@ -177,7 +181,8 @@ def test_the_review_shows_the_nik_and_it_can_be_corrected(kiosk):
     flow.start("id")
     flow.submit_nik(VALID_NIK)
     flow.accept_consent()
-    flow.capture_face()
+    assert flow.capture_face().accepted
+    flow.accept_face()
     for _ in range(10):
         flow.capture_finger()
     flow.modules.signature.sign()

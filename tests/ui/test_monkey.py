@@ -39,7 +39,7 @@ def drive_to(flow: EnrollmentFlow, step: Step) -> None:
         lambda: flow.start("id"),
         lambda: flow.submit_nik(VALID_NIK),
         flow.accept_consent,
-        flow.capture_face,
+        lambda: (flow.capture_face(), flow.accept_face()),
         lambda: [flow.capture_finger() for _ in range(10)],
         lambda: (flow.modules.signature.sign(), flow.submit_signature()),
         flow.save,

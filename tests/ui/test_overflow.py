@@ -92,7 +92,8 @@ def drive_to(flow: EnrollmentFlow, step: Step) -> None:
     flow.accept_consent()
     if step is Step.FACE:
         return
-    flow.capture_face()
+    assert flow.capture_face().accepted
+    flow.accept_face()
     if step is Step.FINGERPRINTS:
         return
     for _ in range(10):

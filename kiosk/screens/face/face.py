@@ -1,5 +1,6 @@
-"""Face photo: a live mirror of the camera, and a still taken automatically once
-the quality check passes."""
+"""Face photo: a live mirror of the camera with the guidance of every frame, the
+photo taken by itself once the citizen holds a good pose, then the e-KTP portrait
+shown for the citizen's yes (Dukcapil asks the citizen to accept the photo)."""
 
 import logging
 from pathlib import Path
@@ -7,9 +8,10 @@ from typing import Any
 
 import numpy as np
 from kivy.clock import Clock
+from kivy.properties import BooleanProperty
 
 from kiosk.flow.machine import CaptureResult, Step
-from kiosk.screens.base import CapturingScreen, on_this_step, texture_from_array
+from kiosk.screens.base import CapturingScreen, moves_forward, on_this_step, texture_from_array
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,7 @@ PREVIEW_FPS = 25  # polls the camera's latest frame; shows each new one once
 class FaceScreen(CapturingScreen):
     step = Step.FACE
     kv = Path(__file__).with_suffix(".kv")
+    confirming = BooleanProperty(False)  # the portrait is shown, waiting for yes or retake
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -34,8 +37,30 @@ class FaceScreen(CapturingScreen):
     def gives_up(self, result: CaptureResult) -> bool:
         return result.fault is not None or result.tries_left == 0
 
+    def holds(self) -> bool:
+        return self.flow.face_pending is not None
+
     def show_preview(self, image: np.ndarray) -> None:
-        pass  # the live preview shows the citizen; the still is checked, not shown
+        pass  # the live preview shows the citizen; the portrait shows once accepted
+
+    def refresh(self) -> None:
+        flow = self.flow
+        pending = flow.face_pending
+        if pending is not None and not self.confirming:
+            self.ids.portrait.texture = texture_from_array(pending.image)
+        self.confirming = pending is not None
+        super().refresh()
+        if not self.needs_help and not self.confirming:
+            self.problem = flow.problem or ""  # the live guidance, frame by frame
+
+    @moves_forward
+    def accept_photo(self) -> None:
+        self.flow.accept_face()
+
+    @on_this_step
+    def retake_photo(self) -> None:
+        self.flow.retake_face()
+        super().try_again()
 
     @on_this_step
     def try_again(self) -> None:
@@ -44,6 +69,8 @@ class FaceScreen(CapturingScreen):
 
     def entered(self) -> None:
         super().entered()
+        self.confirming = False
+        self.ids.portrait.texture = None
         self._camera = None
         self.frame_at = 0.0
         if self._live is None:
