@@ -71,6 +71,7 @@ _KEYS = {
         "idle_warning_s",
         "finger_tries",
         "face_tries",
+        "face_try_s",
         "max_finger_exceptions",
         "min_age_years",
     ),

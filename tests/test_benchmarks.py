@@ -19,6 +19,11 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("quality_checks.py", ["--runs", "2"], "KiB sealed"),
         ("face_quality.py", ["--runs", "2"], "verdicts and guidance right"),
         ("fingerprint_quality.py", ["--seeds", "1", "--runs", "2"], "median per-image quality"),
+        (
+            "fingerprint_matching.py",
+            ["--fingers", "10", "--impressions", "2", "--runs", "2"],
+            "false non-match",
+        ),
         ("simulate_enrollments.py", ["--citizens", "2", "--rounds", "1"], "median per citizen"),
         ("config_fuzz.py", ["20"], ""),
         ("zhiantec_fuzz.py", ["30"], "worst overrun"),

@@ -36,6 +36,7 @@ from kiosk.drivers.signature.fake import FakeSignaturePad, scripted_signature
 from kiosk.drivers.signature.touch import TouchSignaturePad
 from kiosk.errors import CaptureCancelled, CaptureTimeout, DeviceClosed, DeviceUnavailable
 from kiosk.quality import assess_signature
+from kiosk.quality.matching import SAME_FINGER_THRESHOLD, make_template, match_score
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -355,14 +356,15 @@ def test_fakes_do_not_sleep_by_default():
 # --- fingerprint reader -----------------------------------------------------------
 
 
-def test_reader_good_cycles_through_four_distinct_prints():
+def test_reader_good_cycles_through_ten_different_fingers():
     with FakeFingerprintReader() as reader:
-        captures = [reader.capture().result() for _ in range(5)]
+        captures = [reader.capture().result() for _ in range(11)]
     images = [capture.image for capture in captures]
-    for i in range(4):
-        for j in range(i + 1, 4):
-            assert not np.array_equal(images[i], images[j])
-    assert np.array_equal(images[4], images[0])
+    templates = [make_template(image) for image in images[:10]]
+    for i in range(10):
+        for j in range(i + 1, 10):
+            assert match_score(templates[i], templates[j]) < SAME_FINGER_THRESHOLD
+    assert np.array_equal(images[10], images[0])
     assert all(capture.outcome is Outcome.CAPTURED for capture in captures)
 
 
@@ -378,11 +380,11 @@ def test_reader_images_are_r307_sized_grayscale_at_500_dpi():
 
 def test_reader_template_is_a_stable_512_byte_digest():
     with FakeFingerprintReader() as reader:
-        first = [reader.capture().result() for _ in range(4)]
+        first = [reader.capture().result() for _ in range(10)]
         again = reader.capture().result()
     assert len(first[0].template) == 512
     assert again.template == first[0].template
-    assert len({capture.template for capture in first}) == 4
+    assert len({capture.template for capture in first}) == 10
     assert simulated_template(first[1].image) == first[1].template
 
 

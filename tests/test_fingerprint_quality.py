@@ -88,7 +88,7 @@ def test_samples_are_distinct_r307_sized_grayscale():
 
 
 def test_the_generator_reproduces_the_shipped_samples():
-    for spec in (SAMPLE_SPECS[0], SAMPLE_SPECS[-1]):
+    for spec in (SAMPLE_SPECS[0], next(s for s in SAMPLE_SPECS if s.name == "poor")):
         made = render(spec)
         assert np.array_equal(made, render(spec))  # fixed seeds
         # Float rounding may differ between CPUs; the shipped file must still match closely.

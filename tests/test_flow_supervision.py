@@ -11,6 +11,7 @@ from test_flow import to_face, to_fingerprints
 from kiosk.drivers.base import ModuleKind, Signal
 from kiosk.drivers.camera.fake import FakeCamera
 from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
+from kiosk.drivers.fingerprint.synthetic import GOOD_SAMPLE_NAMES
 from kiosk.drivers.indicators.fake import FakeIndicators
 from kiosk.drivers.signature.fake import FakeSignaturePad
 from kiosk.errors import FlowError
@@ -28,7 +29,8 @@ class Readers:
     def __init__(self) -> None:
         self.units = [
             FakeFingerprintReader(serial="FPR-A", script=["good"] * 4 + ["unplugged"]),
-            FakeFingerprintReader(serial="FPR-B"),
+            # the spare reads the citizen's fingers five to ten
+            FakeFingerprintReader(serial="FPR-B", script=list(GOOD_SAMPLE_NAMES[4:])),
         ]
         self.made = 0
 

@@ -121,7 +121,7 @@ def test_an_unknown_option_names_the_options_and_the_closest_one():
         registry.create(ModuleKind.CAMERA, "fake", {"serail": "CAM-1"})
     assert str(caught.value) == (
         "serail: expected an option of the camera driver 'fake' "
-        "(script, fail_on_call, serial, delay, still_s, fps); "
+        "(script, fail_on_call, serial, delay, still_s, fps, still_size); "
         "got an unknown option (did you mean 'serial'?)"
     )
 
@@ -147,6 +147,7 @@ def test_option_names_come_from_the_constructor():
         "delay",
         "still_s",
         "fps",
+        "still_size",
     ]
     assert registry.option_names(TouchSignaturePad) == ["serial", "aspect"]
 
@@ -233,7 +234,7 @@ def test_from_config_with_an_unknown_option_names_file_key_and_suggestion(tmp_pa
         StationModules.from_config(config)
     assert str(caught.value) == (
         f"{config.path}: modules.camera.serail: expected an option of the camera driver 'fake' "
-        "(script, fail_on_call, serial, delay, still_s, fps); "
+        "(script, fail_on_call, serial, delay, still_s, fps, still_size); "
         "got an unknown option (did you mean 'serial'?)"
     )
 

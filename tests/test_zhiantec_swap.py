@@ -17,6 +17,7 @@ from support import VALID_NIK, PacketCatcher, fake_modules
 from kiosk.drivers.base import FingerPhase, ModuleKind
 from kiosk.drivers.camera.fake import FakeCamera
 from kiosk.drivers.fingerprint.emulator import SensorEmulator
+from kiosk.drivers.fingerprint.synthetic import GOOD_SAMPLE_NAMES
 from kiosk.drivers.fingerprint.zhiantec import ZhiantecReader
 from kiosk.drivers.indicators.fake import FakeIndicators
 from kiosk.drivers.signature.fake import FakeSignaturePad
@@ -28,7 +29,8 @@ from kiosk.health.supervisor import ModuleStatus, StationSupervisor
 from kiosk.packet.wsq import decode_wsq
 
 FIRST_ID = "00112233AABBCCDD"  # in the first unit's notepad: the kiosk has seen it before
-GOOD = ["good_1", "good_2", "good_3", "good_4"]  # prints that pass the quality check
+# ten different fingers that pass the quality check (a finger given twice is refused)
+GOOD = list(GOOD_SAMPLE_NAMES)
 PULLED_AT = 5  # the cable comes out while the flow waits for the fifth finger
 
 
@@ -37,10 +39,10 @@ def wait_until(condition, timeout: float = 5.0) -> float:
     return support.wait_until(condition, timeout)
 
 
-def sensor(gap_s: float = 0.25, **options) -> SensorEmulator:
+def sensor(gap_s: float = 0.25, fingers: list[str] = GOOD, **options) -> SensorEmulator:
     """A unit with a citizen who puts each finger on after ``gap_s`` and lifts it once
-    its image is uploaded."""
-    return SensorEmulator(fingers=GOOD, auto_fingers=True, hold_s=0.05, gap_s=gap_s, **options)
+    its image is uploaded; ``fingers`` in the order the citizen gives them."""
+    return SensorEmulator(fingers=fingers, auto_fingers=True, hold_s=0.05, gap_s=gap_s, **options)
 
 
 class Station:
@@ -248,7 +250,7 @@ def test_a_sensor_pulled_mid_capture_pauses_the_step_and_another_unit_resumes_it
     print(f" ({'fault' if result.fault else 'stale'}; {down.detail[:60]})")
 
     # the technician's spare: a unit never seen, so the kiosk writes it a new id
-    second = sensor()
+    second = sensor(fingers=GOOD[PULLED_AT - 1 :])  # the citizen goes on with finger N
     plugged = time.monotonic()
     station.plug(second)
     wait_until(lambda: flow.fault is None and ModuleKind.FINGERPRINT not in flow.down)

@@ -18,6 +18,7 @@ from kiosk.flow.nik import Nik
 from kiosk.i18n import catalog
 from kiosk.quality.face import FaceQuality
 from kiosk.quality.fingerprint import FingerprintQuality
+from kiosk.quality.matching import PrintTemplate
 from kiosk.quality.signature import SignatureQuality
 
 CONSENT_NOTICE = "consent-notice-2026-11-v2"  # bump when the consent text changes
@@ -61,6 +62,8 @@ class FingerRecord:
     capture: FingerprintCapture | None = None
     quality: FingerprintQuality | None = None
     exception: FingerException | None = None
+    # minutiae, to catch the same finger given again later; in memory only
+    template: PrintTemplate | None = field(default=None, repr=False, compare=False)
 
     @property
     def flagged(self) -> bool:

@@ -60,9 +60,15 @@ from kiosk.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from kiosk.operator_pin import OperatorPin
 from kiosk.packet.build import build_packet
 from kiosk.quality.face import FaceQuality, assess_face, background_colour_for
-from kiosk.quality.fingerprint import assess_fingerprint
+from kiosk.quality.fingerprint import SensorSignals, assess_fingerprint
+from kiosk.quality.matching import find_repeat, make_template
 from kiosk.quality.portrait import replace_background
-from kiosk.quality.signature import SignatureQuality, assess_signature, render_signature
+from kiosk.quality.signature import (
+    SignatureQuality,
+    assess_signature,
+    normalise_signature,
+    render_signature,
+)
 from kiosk.store import EnrollmentSink
 
 log = logging.getLogger(__name__)
@@ -75,6 +81,7 @@ SIGNATURE_IMAGE_SIZE = (900, 300)
 # holding still in a good pose (about a fifth of a second at 25-30 frames a second).
 FACE_STEADY_FRAMES = 5
 FACE_POLL_S = 0.005  # how often to look for the next preview frame
+REPEATED_FINGER = "flow.repeated_finger"  # guidance: this print matches an earlier finger
 
 
 class Step(enum.StrEnum):
@@ -581,20 +588,39 @@ class EnrollmentFlow:
             return taken
         capture, session, epoch = taken
         try:
-            quality = assess_fingerprint(capture.image) if capture.image is not None else None
+            quality = template = repeated = None
+            if capture.image is not None:
+                quality = assess_fingerprint(capture.image, SensorSignals.from_capture(capture))
+            if quality is not None and quality.ok:
+                # the same finger given twice (or the fingers mixed up): compared with
+                # this citizen's earlier prints while they move to the next finger
+                template = make_template(capture.image)
+                with self._lock:
+                    earlier = {
+                        f: r.template
+                        for f, r in session.fingers.items()
+                        if r.template is not None and f is not finger
+                    }
+                repeated = find_repeat(template, earlier)
         except ValueError as exc:  # data no real print can be
             return self._device_fault(session, Step.FINGERPRINTS, ModuleKind.FINGERPRINT, exc)
         with self._lock:
             if self._stale(session, Step.FINGERPRINTS, epoch) or self.current_finger is not finger:
                 return CaptureResult(False, stale=True)
             self.fault = None
+            if repeated is not None:
+                log.info("%s looks like the %s given before", finger.name, repeated.name)
+                problem = REPEATED_FINGER
+            else:
+                problem = quality and quality.problem
             if capture.outcome is Outcome.NO_FINGER or quality is None:
                 # waiting is not a failed try: the citizen may still be reading
                 self.problem = "quality.finger.no_finger"
                 result = CaptureResult(False, self.problem, self.tries_left)
-            elif quality.ok:
+            elif problem is None:
                 attempts = self.session.finger_tries - self.tries_left + 1
-                self._record_finger(FingerRecord(finger, attempts, capture, quality))
+                record = FingerRecord(finger, attempts, capture, quality, template=template)
+                self._record_finger(record)
                 self._signal(Signal.SUCCESS)
                 self._last_activity = self._clock()
                 result = CaptureResult(True, preview=capture.image)
@@ -602,13 +628,12 @@ class EnrollmentFlow:
                 self.tries_left -= 1
                 self._last_activity = self._clock()
                 if self.tries_left > 0:
-                    self.problem = quality.problem
+                    self.problem = problem
                     self._signal(Signal.RETRY)
-                    result = CaptureResult(
-                        False, quality.problem, self.tries_left, preview=capture.image
-                    )
+                    result = CaptureResult(False, problem, self.tries_left, preview=capture.image)
                 else:
-                    # recorded as unusable and flagged; the operator decides later
+                    # recorded as unusable and flagged, a repeat too (the matcher can be
+                    # wrong): the operator decides later
                     record = FingerRecord(
                         finger,
                         self.session.finger_tries,
@@ -618,7 +643,7 @@ class EnrollmentFlow:
                     )
                     self._record_finger(record)
                     self._signal(Signal.ATTENTION)
-                    result = CaptureResult(False, quality.problem, 0, preview=capture.image)
+                    result = CaptureResult(False, problem, 0, preview=capture.image)
         self._changed()
         return result
 
@@ -680,7 +705,11 @@ class EnrollmentFlow:
             return None
         # checked and drawn outside the lock: nothing else waits on it
         quality = assess_signature(capture.strokes, aspect=capture.aspect)
-        image = render_signature(capture.strokes, *SIGNATURE_IMAGE_SIZE) if quality.ok else None
+        image = None
+        if quality.ok:  # the ink fills the standard image, whatever part of the pad held it
+            width, height = SIGNATURE_IMAGE_SIZE
+            fitted = normalise_signature(capture.strokes, capture.aspect, width / height)
+            image = render_signature(fitted, width, height)
         with self._lock:
             if self._stale(enrollment, Step.SIGNATURE, epoch):
                 return None

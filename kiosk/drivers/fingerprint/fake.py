@@ -3,7 +3,9 @@
 Behaviours, one per capture, the last one repeating forever:
 
 - ``"good"``: a clear print; successive good captures cycle through
-  ``samples/good_1.png`` .. ``good_4.png`` so that fingers differ;
+  ``samples/good_1.png`` .. ``good_10.png``, ten different fingers;
+- ``"good_1"`` .. ``"good_10"``: that one good finger (the same finger again, as
+  for a retake);
 - ``"poor"``: a partial, smudged, faint print (``samples/poor.png``);
 - ``"no_finger"``: nobody touched the glass: ``Outcome.NO_FINGER``, no image;
 - ``"unplugged"``: the reader does not answer (:class:`DeviceUnavailable`).
@@ -40,12 +42,13 @@ from kiosk.drivers.base import (
     Outcome,
     positive_seconds,
 )
+from kiosk.drivers.fingerprint.synthetic import GOOD_SAMPLE_NAMES
 from kiosk.drivers.scripted import BehaviourScript, simulated_info
 from kiosk.drivers.worker import Job
 from kiosk.errors import DeviceUnavailable
 
 SAMPLES = Path(__file__).parent / "samples"
-GOOD_SAMPLES = ("good_1", "good_2", "good_3", "good_4")
+GOOD_SAMPLES = GOOD_SAMPLE_NAMES  # ten different fingers: a repeat would be refused
 IMAGE_SHAPE = (288, 256)  # height x width of an R307/AS608 image
 TEMPLATE_SIZE = 512  # bytes, as an R307 character file (two 256-byte buffers)
 
@@ -81,7 +84,13 @@ class FakeFingerprintReader(ModuleBase):
     """
 
     kind: ClassVar[ModuleKind] = ModuleKind.FINGERPRINT
-    BEHAVIOURS: ClassVar[tuple[str, ...]] = ("good", "poor", "no_finger", "unplugged")
+    BEHAVIOURS: ClassVar[tuple[str, ...]] = (
+        "good",
+        *GOOD_SAMPLES,
+        "poor",
+        "no_finger",
+        "unplugged",
+    )
 
     def __init__(
         self,
@@ -127,8 +136,8 @@ class FakeFingerprintReader(ModuleBase):
             if behaviour == "good":
                 image = _sample_gray(GOOD_SAMPLES[self._good_served % len(GOOD_SAMPLES)])
                 self._good_served += 1
-            elif behaviour == "poor":
-                image = _sample_gray("poor")
+            elif behaviour in ("poor", *GOOD_SAMPLES):
+                image = _sample_gray(behaviour)
         phase(FingerPhase.WAITING)
         job.sleep(min(self._delay, self.wait_s))
         if image is None or self._delay > self.wait_s:

@@ -33,8 +33,9 @@ previous finger)::
     from kiosk.drivers.fingerprint.synthetic import synthetic_print
     image = synthetic_print("dry", seed=3)   # 288 x 256 uint8
 
-``SAMPLE_SPECS`` are the five images shipped in ``samples/`` for the fake
-reader; ``python tools/make_fingerprint_samples.py`` writes them again.
+``SAMPLE_SPECS`` are the images shipped in ``samples/`` for the fake reader and
+the emulator (ten different good fingers and a poor one);
+``python tools/make_fingerprint_samples.py`` writes them again.
 """
 
 from __future__ import annotations
@@ -337,6 +338,14 @@ def finger_spec(variant: Variant | str = Variant.GOOD, seed: int = 0) -> FingerS
         case Variant.BLANK:
             return replace(spec, axes=(0.0, 0.0), latent=float(rng.uniform(3, 6)))
     raise AssertionError(variant)  # every Variant is handled above
+
+
+# Ten different good fingers for a whole simulated enrollment (a finger given twice
+# is refused): the four drawn above, then six from the generator.
+SAMPLE_SPECS += [
+    replace(finger_spec(Variant.GOOD, seed), name=f"good_{seed + 4}") for seed in range(1, 7)
+]
+GOOD_SAMPLE_NAMES = tuple(spec.name for spec in SAMPLE_SPECS if spec.name.startswith("good_"))
 
 
 def synthetic_print(variant: Variant | str = Variant.GOOD, seed: int = 0) -> np.ndarray:
