@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from kiosk.cli import main as kiosk_main
 from kiosk.drivers.base import FingerprintCapture, ModuleInfo, ModuleKind, Outcome
 from kiosk.drivers.fingerprint.synthetic import (
     HEIGHT,
@@ -327,3 +329,17 @@ def test_odd_images_of_every_shape_and_type_give_a_verdict_or_a_value_error():
 def test_assess_fingerprint_is_fast():
     image = _sample("good_3")
     assert _median_ms(lambda: assess_fingerprint(image)) < 60  # ~10 ms on a PC
+
+
+def test_kiosk_quality_finger_reports_every_measure_and_the_verdict(capsys):
+    assert kiosk_main(["quality", "finger", str(SAMPLES / "good_1.png"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "pass" and 35 <= report["score"] <= 100
+    assert report["measures"]["NFIQ2Like"] == {
+        "value": report["score"],
+        "threshold": ">= 35",
+        "pass": True,
+    }
+    assert kiosk_main(["quality", "finger", str(SAMPLES / "poor.png")]) == 1
+    out = capsys.readouterr().out
+    assert "verdict: fail" in out and "Foreground" in out
