@@ -1,9 +1,10 @@
 """Catching a finger given twice: time per print and per comparison, and how well it tells.
 
-Synthetic fingers (the generator in tests/test_matching.py: SFinGe-style ridges
-on a canvas larger than the window, four pattern classes, loops the most
-common), several impressions of each (moved 10-30 px, turned 5-20 degrees,
-skin stretched 2-5 px, pressed harder or lighter, blurred, noisier). Prints:
+Synthetic fingers (``finger_ridges`` and ``impressions`` in
+kiosk/drivers/fingerprint/synthetic.py: SFinGe-style ridges on a canvas larger
+than the window, four pattern classes, loops the most common), several
+impressions of each (moved 10-30 px, turned 5-20 degrees, skin stretched 2-5 px,
+pressed harder or lighter, blurred, noisier). Prints:
 
 - the median and 90th percentile time of ``make_template`` and ``match_score``,
   and of what the flow does after the tenth finger's capture: one template and
@@ -24,16 +25,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import sys
 import time
-from pathlib import Path
 
 from figures import machine_line, p90
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from test_matching import PATTERNS, impressions_of, synthetic_finger
-
+from kiosk.drivers.fingerprint.synthetic import (
+    PATTERNS,
+    finger_ridges,
+    finger_spec,
+    impressions,
+)
 from kiosk.quality.matching import (
     SAME_FINGER_THRESHOLD,
     find_repeat,
@@ -75,7 +76,9 @@ def main() -> None:
     started = time.perf_counter()
     patterns = [pattern_of(k) for k in range(args.fingers)]
     images = [
-        impressions_of(synthetic_finger(pattern, 1000 + k), 1000 + k, args.impressions)
+        impressions(
+            finger_ridges(finger_spec("good", 1000 + k, pattern)), 1000 + k, args.impressions
+        )
         for k, pattern in enumerate(patterns)
     ]
     print(

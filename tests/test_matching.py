@@ -4,8 +4,9 @@ No real prints: each synthetic finger is a ridge pattern grown the SFinGe way on
 canvas larger than the sensor window (so a moved finger brings new ridges into
 view), and each impression of it places it differently (shift 10-30 px, turn
 5-20 degrees, skin stretched by a few pixels), with its own contact area,
-pressure, blur and sensor noise. benchmarks/fingerprint_matching.py measures
-the same on more fingers.
+pressure, blur and sensor noise: ``finger_ridges`` and ``impressions`` in
+kiosk/drivers/fingerprint/synthetic.py. benchmarks/fingerprint_matching.py
+measures the same on more fingers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ import cv2
 import numpy as np
 import pytest
 
+from kiosk.drivers.fingerprint.synthetic import (
+    GLASS,
+    HEIGHT,
+    WIDTH,
+    finger_ridges,
+    finger_spec,
+    impressions,
+)
 from kiosk.quality.matching import (
     SAME_FINGER_THRESHOLD,
     PrintTemplate,
@@ -26,21 +35,6 @@ from kiosk.quality.matching import (
 )
 
 SAMPLES = Path(__file__).resolve().parent.parent / "kiosk" / "drivers" / "fingerprint" / "samples"
-HEIGHT, WIDTH = 288, 256  # the sensor window
-MARGIN = 48  # finger beyond the window on each side
-CANVAS = (HEIGHT + 2 * MARGIN, WIDTH + 2 * MARGIN)
-RIDGE_PERIOD = 9.0
-BINS = 16
-PAD = 16  # reflected margin so the DFT does not wrap ridges round
-GLASS = 235.0
-
-# Singular points (window pixels) of each pattern class: cores, then deltas.
-PATTERNS = {
-    "right_loop": ([(135, 120)], [(70, 215)]),
-    "left_loop": ([(115, 115)], [(190, 210)]),
-    "whorl": ([(115, 135), (145, 150)], [(45, 225), (215, 230)]),
-    "tented_arch": ([(128, 135)], [(128, 190)]),
-}
 # Ten fingers, loops above all (as in people): four right loops, three left loops.
 FINGERS = [
     ("right_loop", 1),
@@ -56,139 +50,15 @@ FINGERS = [
 ]
 IMPRESSIONS = 3
 
-_SPECTRA: list[np.ndarray] = []
-
-
-def _gabor_spectra() -> list[np.ndarray]:
-    if not _SPECTRA:
-        sigma = 0.45 * RIDGE_PERIOD
-        size = int(4 * sigma) | 1
-        shape = (CANVAS[0] + 2 * PAD, CANVAS[1] + 2 * PAD)
-        for k in range(BINS):
-            kernel = cv2.getGaborKernel(
-                (size, size), sigma, k * np.pi / BINS + np.pi / 2, RIDGE_PERIOD, 0.6, 0.0
-            )
-            placed = np.zeros(shape, np.float32)
-            placed[:size, :size] = kernel - kernel.mean()
-            placed = np.roll(placed, (-(size // 2), -(size // 2)), axis=(0, 1))
-            _SPECTRA.append(cv2.dft(placed))
-    return _SPECTRA
-
-
-def synthetic_finger(pattern: str, seed: int) -> np.ndarray:
-    """A finger's ridges (CANVAS, -1..1, 1 = ridge): the zero-pole orientation field
-    of ``pattern`` (singular points moved a little by ``seed``), ridges grown from
-    noise by orientation-tuned Gabor filtering."""
-    rng = np.random.default_rng(seed)
-    cores, deltas = PATTERNS[pattern]
-    sx, sy = rng.uniform(-12, 12, 2)
-    yy, xx = np.mgrid[0 : CANVAS[0], 0 : CANVAS[1]].astype(np.float64)
-    z = (xx - MARGIN) + 1j * (yy - MARGIN)
-    theta = np.full(CANVAS, np.deg2rad(rng.uniform(-10, 10)))
-    for cx, cy in cores:
-        theta += 0.5 * np.angle(z - (cx + sx + 1j * (cy + sy)))
-    for dx, dy in deltas:
-        theta -= 0.5 * np.angle(z - (dx + sx + 1j * (dy + sy)))
-    position = np.mod(theta, np.pi) / np.pi * BINS
-    lower = np.floor(position).astype(np.intp) % BINS
-    upper = (lower + 1) % BINS
-    weight = (position - np.floor(position)).astype(np.float32)
-    ridges = rng.standard_normal(CANVAS).astype(np.float32)
-    for _ in range(8):
-        padded = cv2.copyMakeBorder(ridges, PAD, PAD, PAD, PAD, cv2.BORDER_REFLECT_101)
-        spectrum = cv2.dft(padded)
-        responses = np.stack(
-            [
-                cv2.dft(
-                    cv2.mulSpectrums(spectrum, kernel, 0),
-                    flags=cv2.DFT_INVERSE | cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE,
-                )[PAD:-PAD, PAD:-PAD]
-                for kernel in _gabor_spectra()
-            ]
-        )
-        mixed = (1 - weight) * np.take_along_axis(responses, lower[None], 0)[0]
-        mixed += weight * np.take_along_axis(responses, upper[None], 0)[0]
-        ridges = np.tanh(3.0 * mixed / (mixed.std() + 1e-6))
-    return ridges
-
-
-def impression(
-    ridges: np.ndarray,
-    seed: int,
-    *,
-    shift: tuple[float, float] = (0.0, 0.0),
-    angle: float = 0.0,
-    pressure: float = 0.0,
-    stretch: float = 0.0,
-    smudge: float = 0.0,
-    noise: float = 6.0,
-) -> np.ndarray:
-    """One sensor image (HEIGHT x WIDTH uint8) of a finger placed ``shift`` px off
-    centre and turned ``angle`` degrees; ``pressure`` -1..1 thins or widens ridges,
-    ``stretch`` is the skin's elastic displacement (px), ``smudge`` a blur sigma."""
-    rng = np.random.default_rng(seed)
-    m = cv2.getRotationMatrix2D((CANVAS[1] / 2, CANVAS[0] / 2), angle, 1.0)
-    m[:, 2] += (shift[0] - MARGIN, shift[1] - MARGIN)
-    placed = cv2.warpAffine(
-        ridges, m, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
-    )
-    if stretch:
-        yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-        field = []
-        for _ in range(2):
-            f = cv2.GaussianBlur(
-                rng.standard_normal((HEIGHT, WIDTH)).astype(np.float32), (0, 0), 40
-            )
-            field.append(f / (np.abs(f).max() + 1e-6) * stretch)
-        placed = cv2.remap(
-            placed, xx + field[0], yy + field[1], cv2.INTER_LINEAR, cv2.BORDER_REFLECT_101
-        )
-    ink = np.clip((placed + 1) / 2 + 0.5 * pressure, 0, 1)
-    contact = np.zeros((HEIGHT, WIDTH), np.float32)
-    centre = (
-        round(128 + shift[0] / 2 + rng.uniform(-8, 8)),
-        round(150 + shift[1] / 2 + rng.uniform(-8, 8)),
-    )
-    axes = (round(rng.uniform(100, 115)), round(rng.uniform(122, 140)))
-    cv2.ellipse(contact, centre, axes, angle + rng.uniform(-6, 6), 0, 360, 1.0, thickness=-1)
-    contact = cv2.GaussianBlur(contact, (0, 0), 6.0)
-    uneven = cv2.GaussianBlur(rng.standard_normal((HEIGHT, WIDTH)).astype(np.float32), (0, 0), 30)
-    uneven = (uneven - uneven.min()) / (uneven.max() - uneven.min() + 1e-6)
-    ink = ink * (0.7 + 0.3 * uneven) * contact
-    ridge_level, valley_level = rng.uniform(40, 70), rng.uniform(200, 220)
-    image = GLASS + (valley_level - GLASS) * contact - (valley_level - ridge_level) * ink
-    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.7 + smudge)
-    image = image + rng.normal(0, noise, image.shape)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
-
-
-def impressions_of(ridges: np.ndarray, seed: int, count: int) -> list[np.ndarray]:
-    """``count`` impressions: the first centred and clean, the others moved, turned,
-    stretched, pressed harder or lighter, blurred and noisier, each its own way."""
-    rng = np.random.default_rng([seed, 99])
-    out = [impression(ridges, seed * 10)]
-    for k in range(1, count):
-        distance, bearing = rng.uniform(10, 30), rng.uniform(0, 2 * np.pi)
-        out.append(
-            impression(
-                ridges,
-                seed * 10 + k,
-                shift=(distance * np.cos(bearing), distance * np.sin(bearing)),
-                angle=float(rng.choice([-1, 1]) * rng.uniform(5, 20)),
-                pressure=rng.uniform(-0.25, 0.3),
-                stretch=rng.uniform(2, 5),
-                smudge=rng.uniform(0, 0.8),
-                noise=rng.uniform(5, 10),
-            )
-        )
-    return out
-
 
 @pytest.fixture(scope="module")
 def templates() -> list[list[PrintTemplate]]:
     """FINGERS x IMPRESSIONS templates."""
     return [
-        [make_template(image) for image in impressions_of(synthetic_finger(p, s), s, IMPRESSIONS)]
+        [
+            make_template(image)
+            for image in impressions(finger_ridges(finger_spec("good", s, p)), s, IMPRESSIONS)
+        ]
         for p, s in FINGERS
     ]
 
@@ -200,7 +70,7 @@ def test_the_same_finger_placed_differently_scores_above_the_threshold(templates
         for a, b in itertools.combinations(range(IMPRESSIONS), 2)
     ]
     caught = sum(score >= SAME_FINGER_THRESHOLD for score in genuine) / len(genuine)
-    # Measured: 30 of 30 (100%), the lowest 9.3; the goal is 90% or better.
+    # Measured: 29 of 30 (97%), the lowest 5.2, the next 9.8; the goal is 90% or better.
     assert caught >= 0.9, sorted(genuine)
 
 
@@ -212,7 +82,7 @@ def test_different_fingers_even_of_one_pattern_score_below_the_threshold(templat
         for b in range(IMPRESSIONS)
     }
     false = {k: s for k, s in impostor.items() if s >= SAME_FINGER_THRESHOLD}
-    assert not false, false  # measured: 0 of 405, the highest 3.4
+    assert not false, false  # measured: 0 of 405, the highest 2.6
     # The hard case is really tested: loops against loops of the same hand.
     same_class = [s for (i, j, _, _), s in impostor.items() if FINGERS[i][0] == FINGERS[j][0]]
     assert len(same_class) >= 9 * 9

@@ -36,6 +36,17 @@ previous finger)::
 ``SAMPLE_SPECS`` are the images shipped in ``samples/`` for the fake reader and
 the emulator (ten different good fingers and a poor one);
 ``python tools/make_fingerprint_samples.py`` writes them again.
+
+**Several impressions of one finger** (for matching): :func:`finger_ridges`
+grows a finger's ridges once, on a canvas ``MARGIN`` px larger than the window
+on every side (a moved finger brings new ridges into view), and
+:func:`impression` places them on the glass: shifted, turned, skin stretched,
+with its own contact area, pressure, blur and noise. :func:`impressions` gives
+a first centred, clean one and others moved 10-30 px and turned 5-20 degrees::
+
+    from kiosk.drivers.fingerprint.synthetic import finger_ridges, finger_spec, impressions
+    ridges = finger_ridges(finger_spec("good", seed=4, pattern="left_loop"))
+    first, again, third = impressions(ridges, seed=4, count=3)
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ GROWTH_PASSES = 8
 # kernel's reach, so the circular convolution does not wrap ridges round.
 PAD = 16
 GLASS = 235.0  # grey of the empty glass
+MARGIN = 48  # finger beyond the window on each side, for impressions placed differently
 
 Point = tuple[float, float]
 
@@ -150,20 +162,25 @@ SAMPLE_SPECS = [
     ),
 ]
 
-# Pattern classes for :func:`finger_spec`: (cores, deltas), before jitter.
-_PATTERNS: list[tuple[list[Point], list[Point]]] = [
-    ([(135, 120)], [(70, 215)]),  # right loop
-    ([(118, 112)], [(192, 208)]),  # left loop
-    ([(115, 135), (145, 150)], [(45, 225), (215, 230)]),  # whorl
-    ([(128, 135)], [(128, 190)]),  # tented arch
-]
+# Pattern classes for :func:`finger_spec`: (cores, deltas) in window pixels, before jitter.
+PATTERNS: dict[str, tuple[list[Point], list[Point]]] = {
+    "right_loop": ([(135, 120)], [(70, 215)]),
+    "left_loop": ([(118, 112)], [(192, 208)]),
+    "whorl": ([(115, 135), (145, 150)], [(45, 225), (215, 230)]),
+    "tented_arch": ([(128, 135)], [(128, 190)]),
+}
 
 
-def orientation_field(spec: FingerSpec) -> np.ndarray:
-    """Ridge direction (radians, modulo pi) at every pixel, from the zero-pole model."""
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
-    z = xx + 1j * yy
-    theta = np.full((HEIGHT, WIDTH), np.deg2rad(spec.rotation))
+def orientation_field(spec: FingerSpec, margin: int = 0) -> np.ndarray:
+    """Ridge direction (radians, modulo pi) at every pixel, from the zero-pole model.
+
+    ``margin`` px more on every side than the window (whose pixel (0, 0) stays at
+    ``spec``'s origin), for a finger larger than the window.
+    """
+    shape = (HEIGHT + 2 * margin, WIDTH + 2 * margin)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    z = (xx - margin) + 1j * (yy - margin)
+    theta = np.full(shape, np.deg2rad(spec.rotation))
     for cx, cy in spec.cores:
         theta += 0.5 * np.angle(z - (cx + 1j * cy))
     for dx, dy in spec.deltas:
@@ -172,11 +189,10 @@ def orientation_field(spec: FingerSpec) -> np.ndarray:
 
 
 @functools.cache
-def _gabor_spectra() -> tuple[np.ndarray, ...]:
-    """The DFT of one Gabor kernel per orientation bin, at the padded window's size (made once)."""
+def _gabor_spectra(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """The DFT of one Gabor kernel per orientation bin, at a padded ``shape`` (made once)."""
     sigma = 0.45 * RIDGE_PERIOD
     size = int(4 * sigma) | 1
-    shape = (HEIGHT + 2 * PAD, WIDTH + 2 * PAD)
     spectra = []
     for k in range(ORIENTATION_BINS):
         ridge_direction = k * np.pi / ORIENTATION_BINS
@@ -194,8 +210,8 @@ def _gabor_spectra() -> tuple[np.ndarray, ...]:
 
 
 def grow_ridges(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Ridge pattern in -1..1 (1 = ridge) grown from noise along ``theta``."""
-    spectra = _gabor_spectra()
+    """Ridge pattern in -1..1 (1 = ridge) grown from noise along ``theta`` (any size)."""
+    spectra = _gabor_spectra((theta.shape[0] + 2 * PAD, theta.shape[1] + 2 * PAD))
     position = theta / np.pi * ORIENTATION_BINS
     lower = np.floor(position).astype(int) % ORIENTATION_BINS
     upper = (lower + 1) % ORIENTATION_BINS
@@ -222,12 +238,17 @@ def grow_ridges(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def finger_mask(spec: FingerSpec) -> np.ndarray:
     """1 inside the finger's contact ellipse, falling off softly at its edge."""
+    return contact_mask(spec.centre, spec.axes, spec.tilt)
+
+
+def contact_mask(centre: Point, axes: Point, tilt: float) -> np.ndarray:
+    """1 inside an ellipse (pixels, degrees), falling off softly at its edge; (0, 0) axes: 0."""
     mask = np.zeros((HEIGHT, WIDTH), np.float32)
-    if min(spec.axes) <= 0:
+    if min(axes) <= 0:
         return mask
-    centre = (round(spec.centre[0]), round(spec.centre[1]))
-    axes = (round(spec.axes[0]), round(spec.axes[1]))
-    cv2.ellipse(mask, centre, axes, spec.tilt, 0, 360, 1.0, thickness=-1)
+    centre_px = (round(centre[0]), round(centre[1]))
+    axes_px = (round(axes[0]), round(axes[1]))
+    cv2.ellipse(mask, centre_px, axes_px, tilt, 0, 360, 1.0, thickness=-1)
     return cv2.GaussianBlur(mask, (0, 0), 6.0)
 
 
@@ -283,11 +304,19 @@ def _rotated(points: list[Point], centre: Point, degrees: float) -> list[Point]:
     return [(cx + c * (x - cx) - s * (y - cy), cy + s * (x - cx) + c * (y - cy)) for x, y in points]
 
 
-def finger_spec(variant: Variant | str = Variant.GOOD, seed: int = 0) -> FingerSpec:
-    """A spec for one ``variant``: pattern, placement and skin drawn from ``seed``."""
+def finger_spec(
+    variant: Variant | str = Variant.GOOD, seed: int = 0, pattern: str | None = None
+) -> FingerSpec:
+    """A spec for one ``variant``: pattern, placement and skin drawn from ``seed``.
+
+    ``pattern`` (a key of :data:`PATTERNS`) chooses the class; by default the
+    seed does (right loop, left loop, whorl, tented arch in turn).
+    """
     variant = Variant(variant)
     rng = np.random.default_rng([seed, 8])
-    cores, deltas = _PATTERNS[seed % len(_PATTERNS)]
+    if pattern is None:
+        pattern = list(PATTERNS)[seed % len(PATTERNS)]
+    cores, deltas = PATTERNS[pattern]
     shift = rng.uniform(-10, 10, 2)
     spec = FingerSpec(
         name=f"{variant}_{seed}",
@@ -354,3 +383,82 @@ def synthetic_print(variant: Variant | str = Variant.GOOD, seed: int = 0) -> np.
     Raises ValueError for a name that is not a :class:`Variant`.
     """
     return render(finger_spec(variant, seed))
+
+
+def finger_ridges(spec: FingerSpec, margin: int = MARGIN) -> np.ndarray:
+    """One finger's ridges (-1..1, 1 = ridge), grown from ``spec``'s pattern and seed on
+    a canvas ``margin`` px larger than the window on every side, for :func:`impression`.
+
+    Only the pattern counts (cores, deltas, rotation, seed); placement and skin
+    are the impression's.
+    """
+    return grow_ridges(orientation_field(spec, margin), np.random.default_rng(spec.seed))
+
+
+def impression(
+    ridges: np.ndarray,
+    seed: int,
+    *,
+    shift: Point = (0.0, 0.0),
+    angle: float = 0.0,
+    pressure: float = 0.0,
+    stretch: float = 0.0,
+    smudge: float = 0.0,
+    noise: float = 6.0,
+) -> np.ndarray:
+    """One sensor image (HEIGHT x WIDTH uint8) of the finger ``ridges`` (from
+    :func:`finger_ridges`) placed ``shift`` px off centre and turned ``angle`` degrees.
+
+    ``pressure`` -1..1 thins or widens the ridges, ``stretch`` is the skin's
+    elastic displacement (px, a smooth random field), ``smudge`` an extra blur
+    sigma, ``noise`` the sensor noise in grey levels. ``seed`` draws the rest:
+    the contact ellipse, uneven pressure, ridge and valley greys, the noise.
+    """
+    rng = np.random.default_rng(seed)
+    margin_x, margin_y = (ridges.shape[1] - WIDTH) / 2, (ridges.shape[0] - HEIGHT) / 2
+    m = cv2.getRotationMatrix2D((ridges.shape[1] / 2, ridges.shape[0] / 2), angle, 1.0)
+    m[:, 2] += (shift[0] - margin_x, shift[1] - margin_y)
+    placed = cv2.warpAffine(
+        ridges, m, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
+    if stretch:
+        yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+        dx, dy = (2 * smooth_noise(rng, 40.0) - 1 for _ in range(2))
+        placed = cv2.remap(
+            placed, xx + stretch * dx, yy + stretch * dy, cv2.INTER_LINEAR, cv2.BORDER_REFLECT_101
+        )
+    ink = np.clip((placed + 1) / 2 + 0.5 * pressure, 0, 1)
+    contact = contact_mask(
+        centre=(128 + shift[0] / 2 + rng.uniform(-8, 8), 150 + shift[1] / 2 + rng.uniform(-8, 8)),
+        axes=(rng.uniform(100, 115), rng.uniform(122, 140)),
+        tilt=angle + rng.uniform(-6, 6),
+    )
+    ink = ink * (0.7 + 0.3 * smooth_noise(rng, 30.0)) * contact
+    ridge_level, valley_level = rng.uniform(40, 70), rng.uniform(200, 220)
+    image = GLASS + (valley_level - GLASS) * contact - (valley_level - ridge_level) * ink
+    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 0.7 + smudge)
+    image = image + rng.normal(0, noise, image.shape)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def impressions(ridges: np.ndarray, seed: int, count: int) -> list[np.ndarray]:
+    """``count`` impressions of one finger: the first centred and clean, the others
+    shifted 10-30 px, turned 5-20 degrees either way, skin stretched 2-5 px,
+    pressed harder or lighter, blurred and noisier, each its own way."""
+    rng = np.random.default_rng([seed, 99])
+    out = [impression(ridges, seed * 10)]
+    for k in range(1, count):
+        distance, bearing = rng.uniform(10, 30), rng.uniform(0, 2 * np.pi)
+        out.append(
+            impression(
+                ridges,
+                seed * 10 + k,
+                shift=(distance * np.cos(bearing), distance * np.sin(bearing)),
+                angle=float(rng.choice([-1, 1]) * rng.uniform(5, 20)),
+                pressure=rng.uniform(-0.25, 0.3),
+                stretch=rng.uniform(2, 5),
+                smudge=rng.uniform(0, 0.8),
+                noise=rng.uniform(5, 10),
+            )
+        )
+    return out
