@@ -60,7 +60,7 @@ def main() -> int:
     print(_row("assess_face, every measure", whole))
     print(f"  = {1000 / statistics.median(whole):.0f} frames a second on one core's worth")
     cut = good.cut.apply(frame)
-    points = good.landmarks[:, :2] @ good.cut.matrix[:, :2].T + good.cut.matrix[:, 2]
+    points = good.cut.to_portrait(good.landmarks)
     runs = max(3, args.runs // 20)
     print(
         _row(

@@ -142,7 +142,7 @@ def test_head_roll_follows_the_head_within_two_degrees(portrait, good, degrees):
 def test_the_portrait_cut_puts_the_eyes_where_token_geometry_wants_them(portrait, good):
     right, left, _ = eye_points(good)
     cut = good.cut
-    ends = np.array([right, left]) @ cut.matrix[:, :2].T + cut.matrix[:, 2]
+    ends = cut.to_portrait(np.array([right, left]))
     assert np.allclose(ends[:, 1], PORTRAIT_EYE_Y, atol=0.5)
     assert np.isclose(np.linalg.norm(ends[1] - ends[0]), PORTRAIT_EYE_DISTANCE, atol=0.5)
     assert np.isclose(ends.mean(0)[0], PORTRAIT_SIZE[0] / 2, atol=0.5)
@@ -159,7 +159,7 @@ def test_the_background_gets_the_colour_of_the_birth_year(portrait, good, birth_
     colour = background_colour_for(birth_year)
     assert colour == ("red" if birth_year % 2 else "blue")
     cut_face = good.cut.apply(portrait)
-    points = good.landmarks[:, :2] @ good.cut.matrix[:, :2].T + good.cut.matrix[:, 2]
+    points = good.cut.to_portrait(good.landmarks)
     final = replace_background(cut_face, points, colour)
     right = assess_face(final, background=colour)
     assert right.ok, _failing(right)

@@ -202,7 +202,7 @@ def test_behaviour_script_accepts_a_single_name():
     ("make", "valid"),
     [
         (FakeCamera, "face, no_face, dark, fail"),
-        (FakeFingerprintReader, "good, poor, no_finger, unplugged"),
+        (FakeFingerprintReader, "good, good_1, good_2, good_3, good_4, good_5, good_6, good_7"),
         (FakeSignaturePad, "drawn, blank"),
     ],
 )

@@ -539,10 +539,9 @@ class EnrollmentFlow:
     ) -> tuple[np.ndarray, FaceQuality]:
         """The e-KTP portrait cut from a good still, its background painted red or
         blue by the birth year in the NIK, and the portrait's own verdict."""
-        cut = quality.cut.apply(still)
-        points = quality.landmarks[:, :2] @ quality.cut.matrix[:, :2].T + quality.cut.matrix[:, 2]
         colour = background_colour_for(session.nik.birth_date.year)
-        portrait = replace_background(cut, points, colour)
+        face = quality.cut.to_portrait(quality.landmarks)
+        portrait = replace_background(quality.cut.apply(still), face, colour)
         return portrait, assess_face(portrait, background=colour)
 
     def accept_face(self) -> None:

@@ -226,7 +226,7 @@ def _background_region(cut: PortraitCut, points: np.ndarray) -> np.ndarray:
     region[: int(0.12 * height), :] = 1
     region[: int(0.45 * height), : int(0.15 * width)] = 1
     region[: int(0.45 * height), int(0.85 * width) :] = 1
-    face = points[:, :2] @ cut.matrix[:, :2].T + cut.matrix[:, 2]
+    face = cut.to_portrait(points)
     (x0, y0), (x1, y1) = face.min(0), face.max(0)
     half_w, half_h = (x1 - x0) / 2, (y1 - y0) / 2
     centre = (round((x0 + x1) / 2), round((y0 + y1) / 2 - 0.25 * half_h))

@@ -52,6 +52,10 @@ class PortraitCut:
         )
         return float(inside.mean())
 
+    def to_portrait(self, points: np.ndarray) -> np.ndarray:
+        """Frame points (N x 2, or more columns: only x and y are used) in portrait pixels."""
+        return np.asarray(points)[:, :2] @ self.matrix[:, :2].T + self.matrix[:, 2]
+
     def for_frame(self, width: int, height: int) -> PortraitCut:
         """The same cut on a frame of another resolution (the still, from the preview)."""
         sx, sy = self.frame_size[0] / width, self.frame_size[1] / height
