@@ -10,8 +10,9 @@ cd "$(dirname "$0")"
 # offscreen test display, mtdev for touchscreens), Python's venv module, and espeak-ng,
 # the voice that speaks the guidance (Bahasa Indonesia and English).
 APT_PACKAGES=(python3-venv libgl1 libgl1-mesa-dri libegl1 libmtdev1 espeak-ng)
-# The tests also run the hub on PostgreSQL and photograph its dashboard in Chromium.
-TEST_APT_PACKAGES=(postgresql chromium)
+# The tests also run the hub on PostgreSQL, photograph its dashboard in Chromium and
+# check the systemd units with systemd-analyze.
+TEST_APT_PACKAGES=(postgresql chromium systemd)
 VENV=.venv
 # On a Raspberry Pi, the camera stack (libcamera, picamera2) and the GPIO pin
 # library come from the OS, built for it; the virtual environment must see them.

@@ -41,6 +41,7 @@ from kiosk.flow.supervision import follow_supervision  # noqa: E402
 from kiosk.health.station import StationModules  # noqa: E402
 from kiosk.health.supervisor import StationSupervisor  # noqa: E402
 from kiosk.i18n import LANGUAGES, Translator  # noqa: E402
+from kiosk.notify import notify, watchdog_interval  # noqa: E402
 from kiosk.operator_pin import OperatorPin  # noqa: E402
 from kiosk.screens import SCREENS, load_screens  # noqa: E402
 from kiosk.screens.base import CancelDialog, StillHereDialog  # noqa: E402
@@ -66,6 +67,7 @@ class KioskApp(App):
         # says the capturing steps' guidance aloud; never blocks the UI
         self.speaker = speaker or SilentSpeaker()
         self._spoken_step: Step | None = None
+        self._ready = False  # told systemd the first screen is up
         self._translators = {language: Translator(language) for language in LANGUAGES}
         self._pending = None
         self._dialog = None  # "stop this recording?", when open
@@ -100,6 +102,9 @@ class KioskApp(App):
         Window.bind(on_touch_down=self._on_any_touch)
         Clock.schedule_interval(self._tick, 1.0)
         Clock.schedule_once(lambda _dt: self._show())
+        interval = watchdog_interval()
+        if interval is not None:  # pinged from the UI's own loop: a frozen UI is restarted
+            Clock.schedule_interval(lambda _dt: notify("WATCHDOG=1"), interval / 3)
         return manager
 
     def _flow_changed(self, flow: EnrollmentFlow) -> None:
@@ -110,6 +115,9 @@ class KioskApp(App):
     def _show(self) -> None:
         self._pending = None
         flow, manager = self.flow, self.root
+        if not self._ready:  # the first screen is up: systemd may stop waiting
+            self._ready = True
+            notify("READY=1")
         if self._dialog is not None and flow.step in (Step.WELCOME, Step.DONE):
             self._dialog.dismiss()  # the session it asked about is over
             self._dialog = None
@@ -169,6 +177,7 @@ class KioskApp(App):
         return False
 
     def on_stop(self) -> None:
+        notify("STOPPING=1")
         self.captures.close()
         self.speaker.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,3 +44,44 @@ def test_kiosk_run_stops_cleanly_on_a_signal(tmp_path, signum):
     # the simulation station keeps its store and keys under the user's data folder
     data = tmp_path / ".local/share/rekam-kiosk/simulation"
     assert (data / "index.sqlite3").exists() and (data / "keys" / "station.key").exists()
+
+
+def test_kiosk_run_tells_systemd_it_is_ready_and_pings_the_watchdog_from_the_ui(tmp_path):
+    """The sd_notify datagrams a Type=notify unit with WatchdogSec= waits for, on a
+    real socket: READY=1 once the first screen is up, WATCHDOG=1 from the UI's loop
+    (every third of WATCHDOG_USEC), STOPPING=1 on SIGTERM."""
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(60)
+        env = dict(
+            os.environ,
+            HOME=str(tmp_path),
+            KIVY_HOME=str(tmp_path / "kivy"),
+            NOTIFY_SOCKET=address,
+            WATCHDOG_USEC="1500000",
+        )
+        if not env.get("DISPLAY"):
+            env["SDL_VIDEODRIVER"] = "offscreen"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kiosk.cli", "run", "--simulate"],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            messages = [listener.recv(256).decode()]
+            assert messages == ["READY=1"]
+            listener.settimeout(2.0)  # the UI pings every 0.5 s
+            started = time.monotonic()
+            while messages.count("WATCHDOG=1") < 4:
+                messages.append(listener.recv(256).decode())
+            assert time.monotonic() - started < 5
+            process.send_signal(signal.SIGTERM)
+            while messages[-1] != "STOPPING=1":
+                messages.append(listener.recv(256).decode())
+            assert process.wait(timeout=20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert set(messages) == {"READY=1", "WATCHDOG=1", "STOPPING=1"}
