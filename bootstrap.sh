@@ -25,6 +25,17 @@ fi
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
+# Kivy publishes wheels for 64-bit systems only (x86_64, aarch64): on a 32-bit one it
+# would try to build itself from source for an hour and fail. Say so and stop.
+case "$(dpkg --print-architecture 2>/dev/null || uname -m)" in
+    amd64 | arm64 | x86_64 | aarch64) ;;
+    *)
+        echo "bootstrap.sh: Rekam kiosk needs a 64-bit system (Kivy has no 32-bit wheels):" \
+            "install Raspberry Pi OS (64-bit) or 64-bit Debian" >&2
+        exit 1
+        ;;
+esac
+
 install_system_packages() {
     local missing=()
     for package in "${APT_PACKAGES[@]}" "$@"; do
