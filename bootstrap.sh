@@ -11,8 +11,8 @@ cd "$(dirname "$0")"
 # the voice that speaks the guidance (Bahasa Indonesia and English).
 APT_PACKAGES=(python3-venv libgl1 libgl1-mesa-dri libegl1 libmtdev1 espeak-ng)
 # The tests also run the hub on PostgreSQL, photograph its dashboard in Chromium and
-# check the systemd units with systemd-analyze.
-TEST_APT_PACKAGES=(postgresql chromium systemd)
+# check the systemd units with systemd-analyze and the shell scripts with shellcheck.
+TEST_APT_PACKAGES=(postgresql chromium systemd shellcheck)
 VENV=.venv
 # On a Raspberry Pi, the camera stack (libcamera, picamera2) and the GPIO pin
 # library come from the OS, built for it; the virtual environment must see them.
