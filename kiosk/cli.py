@@ -266,7 +266,7 @@ def parser() -> argparse.ArgumentParser:
         help="print the [operator] pin_hash line for a new operator PIN",
         description="Reads the operator PIN (4 to 8 digits) twice without echo, or one line "
         "from stdin when it is not a terminal, and prints the line "
-        'pin_hash = "scrypt$..." to paste under [operator] in the station file. '
+        'pin_hash = "$argon2id$..." to paste under [operator] in the station file. '
         "The PIN itself is never printed or stored.",
     )
     pin.set_defaults(handler=_hash_pin)

@@ -21,7 +21,7 @@ Example (see docs/station.example.toml)::
     driver = "picamera2"
 
     [operator]
-    pin_hash = "scrypt$16384$8$1$..."  # printed by `kiosk hash-pin`
+    pin_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."  # printed by `kiosk hash-pin`
 
 Each ``[modules.<kind>]`` table names a driver; its other keys are passed to
 that driver's constructor, and are checked against it when the modules are
@@ -358,7 +358,7 @@ def _operator_pin_hash(r: _Reader) -> str | None:
     if not isinstance(value, str):
         raise ConfigError(f"{r.path}: {key}: expected {expected}; got a value that is not text")
     value = value.strip()  # a pasted line's stray space or newline
-    if not value.startswith("scrypt$"):
+    if not value.startswith(("$argon2", "scrypt$")):  # parse_pin_hash explains the others
         got = shown(value) if not value else "text that is not one (not shown)"
         raise ConfigError(f"{r.path}: {key}: expected {expected}; got {got}")
     try:  # also refuses a hash too costly to check at the kiosk
@@ -366,7 +366,7 @@ def _operator_pin_hash(r: _Reader) -> str | None:
     except ValueError as exc:
         reason = str(exc)
         if reason.startswith("expected "):  # parse_pin_hash's own words for the wrong shape
-            reason = "not scrypt$N$r$p$salt$hash"
+            reason = "not $argon2id$..."
         elif len(reason) > 80:  # int()'s message repeats up to 200 characters of the text
             reason = f"{reason[:77]}..."
         raise ConfigError(

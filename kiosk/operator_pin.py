@@ -2,9 +2,10 @@
 would not save on its own (a citizen under the recording age, too many fingers
 marked missing or injured).
 
-The station file keeps only a salted scrypt hash of the PIN, made by
-``kiosk hash-pin``; wrong PINs lock the pad for a while, so a citizen cannot
-guess a 4-to-8-digit PIN at the kiosk::
+The station file keeps only an Argon2id hash of the PIN (memory-hard, salted, by
+argon2-cffi), made by ``kiosk hash-pin``; wrong PINs lock the pad, each lock-out
+twice as long as the last, so a citizen cannot guess a 4-to-8-digit PIN at the
+kiosk and a stolen station file is slow to attack::
 
     pin = OperatorPin(hash_pin("4821"))
     pin.verify("4821")  # True
@@ -12,28 +13,23 @@ guess a 4-to-8-digit PIN at the kiosk::
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
 import threading
 import time
 from collections.abc import Callable
 
-# scrypt cost: about 50 ms on a Raspberry Pi 4, so guessing offline is slow too
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-SCRYPT_MAXMEM = 64 * 1024 * 1024  # scrypt needs about 128 * N * r bytes
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError
+
+# OWASP's Argon2id setting (19 MiB, 2 passes, 1 lane): ~40 ms on a PC, a few
+# hundred on a Raspberry Pi 4, so every guess costs an attacker memory and time too
+HASHER = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# A hash asking for more than this would take seconds (or the Pi's memory) to check.
+MAX_MEMORY_KIB = 256 * 1024
+MAX_TIME_COST = 10
 PIN_DIGITS = range(4, 9)
 WRONG_TRIES_BEFORE_LOCK = 5
-LOCK_SECONDS = 60.0
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _scrypt(pin: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(pin.encode(), salt=salt, n=n, r=r, p=p, maxmem=SCRYPT_MAXMEM, dklen=32)
+LOCK_SECONDS = 60.0  # the first lock-out; each next one doubles, up to MAX_LOCK_SECONDS
+MAX_LOCK_SECONDS = 30 * 60.0
 
 
 def valid_pin(pin: str) -> bool:
@@ -41,43 +37,45 @@ def valid_pin(pin: str) -> bool:
 
 
 def hash_pin(pin: str) -> str:
-    """``scrypt$N$r$p$salt$hash`` (base64) for the station file; raises ValueError
-    for anything but 4 to 8 digits."""
+    """``$argon2id$v=19$m=...,t=...,p=...$salt$hash`` for the station file; raises
+    ValueError for anything but 4 to 8 digits."""
     if not valid_pin(pin):
         raise ValueError("an operator PIN is 4 to 8 digits")
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(pin, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+    return HASHER.hash(pin)
 
 
-def parse_pin_hash(encoded: str) -> tuple[bytes, bytes, int, int, int]:
-    """(salt, digest, n, r, p) of a ``hash_pin`` string; ValueError if it is not one."""
-    parts = encoded.split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
-        raise ValueError("expected scrypt$N$r$p$salt$hash, as printed by `kiosk hash-pin`")
+def parse_pin_hash(encoded: str) -> argon2.Parameters:
+    """The Argon2 parameters of a ``hash_pin`` string; ValueError if it is not one, or
+    one this kiosk should not check (another Argon2 type, too costly)."""
+    if encoded.startswith("scrypt$"):
+        raise ValueError("an scrypt hash from an older kiosk, not Argon2id")
+    if not encoded.startswith("$argon2id$"):
+        raise ValueError("expected $argon2id$..., as printed by `kiosk hash-pin`")
     try:
-        n, r, p = (int(part) for part in parts[1:4])
-        salt, digest = (
-            base64.b64decode(parts[4], validate=True),
-            base64.b64decode(parts[5], validate=True),
-        )
-    except ValueError as exc:
-        raise ValueError(f"a damaged PIN hash ({exc})") from None
-    if n < 2**10 or n & (n - 1) or not 1 <= r <= 64 or not 1 <= p <= 4 or len(digest) != 32:
-        raise ValueError("a PIN hash with impossible scrypt parameters")
-    if 2 * 128 * n * r > SCRYPT_MAXMEM:  # checking it would fail, or take seconds
+        parameters = argon2.extract_parameters(encoded)
+    except (InvalidHashError, ValueError) as exc:
+        raise ValueError(f"a damaged PIN hash ({str(exc) or 'malformed'})") from None
+    if parameters.memory_cost > MAX_MEMORY_KIB or parameters.time_cost > MAX_TIME_COST:
         raise ValueError("a PIN hash too costly to check at the kiosk")
-    return salt, digest, n, r, p
+    if (
+        parameters.memory_cost < 8 * parameters.parallelism  # Argon2's own minimum
+        or parameters.time_cost < 1
+        or (parameters.salt_len, parameters.hash_len) != (HASHER.salt_len, HASHER.hash_len)
+    ):
+        raise ValueError("a PIN hash with impossible Argon2 parameters, or cut short")
+    return parameters
 
 
 class OperatorPin:
-    """Checks PINs against one hash; thread-safe, with a lock-out after wrong tries."""
+    """Checks PINs against one hash; thread-safe, with a growing lock-out after wrong tries."""
 
     def __init__(self, encoded: str, clock: Callable[[], float] = time.monotonic) -> None:
-        self._salt, self._digest, self._n, self._r, self._p = parse_pin_hash(encoded)
+        parse_pin_hash(encoded)
+        self._encoded = encoded
         self._clock = clock
         self._lock = threading.Lock()
         self._wrong = 0
+        self._lockouts = 0  # since the last right PIN
         self._locked_until = 0.0
 
     def locked_for(self) -> float:
@@ -89,12 +87,15 @@ class OperatorPin:
         with self._lock:
             if self.locked_for() > 0 or not valid_pin(pin):
                 return False
-            candidate = _scrypt(pin, self._salt, self._n, self._r, self._p)
-            if hmac.compare_digest(candidate, self._digest):
-                self._wrong = 0
-                return True
-            self._wrong += 1
-            if self._wrong >= WRONG_TRIES_BEFORE_LOCK:
-                self._wrong = 0
-                self._locked_until = self._clock() + LOCK_SECONDS
-            return False
+            try:
+                HASHER.verify(self._encoded, pin)
+            except VerificationError:  # a wrong PIN (the hash itself was checked at start)
+                self._wrong += 1
+                if self._wrong >= WRONG_TRIES_BEFORE_LOCK:
+                    self._wrong = 0
+                    seconds = min(LOCK_SECONDS * 2**self._lockouts, MAX_LOCK_SECONDS)
+                    self._lockouts += 1
+                    self._locked_until = self._clock() + seconds
+                return False
+            self._wrong = self._lockouts = 0
+            return True

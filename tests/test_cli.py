@@ -410,7 +410,7 @@ def piped(monkeypatch, text: str) -> None:
 
 def printed_hash(stdout: str) -> str:
     """The hash in ``kiosk hash-pin``'s one line of TOML."""
-    assert stdout.count("\n") == 1 and stdout.startswith('pin_hash = "scrypt$'), stdout
+    assert stdout.count("\n") == 1 and stdout.startswith('pin_hash = "$argon2id$'), stdout
     return tomllib.loads(stdout)["pin_hash"]
 
 

@@ -610,30 +610,27 @@ def damaged(old: str, new: str) -> str:
 
 
 BAD_HASH = {
-    "not of the form": ('"scrypt$x"', "got 'scrypt$x' (not scrypt$N$r$p$salt$hash)"),
-    "damaged base64": (f'"{damaged("$8$1$", "$8$1$!")}"', "(a damaged PIN hash ("),
-    "N not a number": (f'"{damaged("$16384$", "$lots$")}"', "(a damaged PIN hash ("),
-    "N not a power of two": (
-        f'"{damaged("$16384$", "$16383$")}"',
-        "(a PIN hash with impossible scrypt parameters)",
+    "not of the form": ('"$argon2id$x"', "(a damaged PIN hash (malformed))"),
+    "an older kiosk's scrypt hash": (
+        '"scrypt$16384$8$1$c36DkCu5DyQqQs2bS23F9w==$FenlSdZzcNK+Fg0uGEzDA212XxDurSZ9QjXRXoutGKc="',
+        "(an scrypt hash from an older kiosk, not Argon2id)",
     ),
-    "digest cut short": (f'"{PIN_HASH[:-12]}"', "impossible scrypt parameters"),
+    "another Argon2 type": (f'"{damaged("$argon2id$", "$argon2i$")}"', "(not $argon2id$...)"),
+    "damaged parameters": (f'"{damaged("m=19456", "m=lots")}"', "(a damaged PIN hash ("),
+    "memory below Argon2's minimum": (
+        f'"{damaged("m=19456", "m=1")}"',
+        "(a PIN hash with impossible Argon2 parameters, or cut short)",
+    ),
+    "digest cut short": (f'"{PIN_HASH[:-12]}"', "impossible Argon2 parameters, or cut short"),
     "too slow to check": (
-        f'"{damaged("$16384$8$1$", "$16384$8$16$")}"',
-        "(a PIN hash with impossible scrypt parameters)",
-    ),
-    "more memory than scrypt is given": (
-        f'"{damaged("$16384$8$1$", "$65536$8$1$")}"',
+        f'"{damaged("t=2", "t=500")}"',
         "(a PIN hash too costly to check at the kiosk)",
     ),
-    "N with thousands of digits": (
-        f'"{damaged("$16384$", "$" + "9" * 5000 + "$")}"',
-        "...",
-    ),
-    "huge power of two": (
-        f'"{damaged("$16384$", f"${2**5000}$")}"',
+    "more memory than the kiosk gives": (
+        f'"{damaged("m=19456", "m=4194304")}"',
         "(a PIN hash too costly to check at the kiosk)",
     ),
+    "memory with thousands of digits": (f'"{damaged("m=19456", "m=" + "9" * 5000)}"', "..."),
     "a password, not shown": ('"hunter2"', "got text that is not one (not shown)"),
     "empty": ('""', "got ''"),
     "a bool": ("true", "got a value that is not text"),

@@ -27,16 +27,18 @@ from kiosk.health.station import StationModules
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "station.example.toml"
 # hash_pin("1234"), fixed so that every seed always makes the same file
 PIN_HASH = (
-    '"scrypt$16384$8$1$c36DkCu5DyQqQs2bS23F9w==$FenlSdZzcNK+Fg0uGEzDA212XxDurSZ9QjXRXoutGKc="'
+    '"$argon2id$v=19$m=19456,t=2,p=1$J375OLCbL//0yeE085msVA$CGhFy/'
+    'cSPscdwEtYz+eLbKd/KhSasN/jKlTx0Tz8CJI"'
 )
 PIN_HASH_VALUES = [
     PIN_HASH,
-    PIN_HASH.replace("$16384$8$1$", "$65536$8$1$"),  # more memory than the kiosk gives scrypt
-    PIN_HASH.replace("$16384$8$1$", "$16384$8$16$"),  # too slow to check at the kiosk
-    PIN_HASH.replace("$16384$", "$16383$"),
-    PIN_HASH.replace("==$", "=$"),
+    PIN_HASH.replace("m=19456", "m=4194304"),  # more memory than the kiosk gives Argon2
+    PIN_HASH.replace("t=2", "t=500"),  # too slow to check at the kiosk
+    PIN_HASH.replace("m=19456", "m=1"),  # below Argon2's minimum
+    PIN_HASH.replace("$argon2id$", "$argon2i$"),
     PIN_HASH[:40] + '"',
-    '"scrypt$16384$8$1$<salt>$<hash>"',
+    '"$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>"',
+    '"scrypt$16384$8$1$c36DkCu5DyQqQs2bS23F9w==$FenlSdZzcNK+Fg0uGEzDA212XxDurSZ9QjXRXoutGKc="',
     '"1234"',
     "1234",
     '" 48210937 "',

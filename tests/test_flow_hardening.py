@@ -18,6 +18,7 @@ from kiosk.flow.fingers import Finger, FingerException
 from kiosk.flow.machine import EnrollmentFlow, Notice, OperatorReason, Retake, Step, age_on
 from kiosk.operator_pin import (
     LOCK_SECONDS,
+    MAX_LOCK_SECONDS,
     WRONG_TRIES_BEFORE_LOCK,
     OperatorPin,
     hash_pin,
@@ -194,14 +195,30 @@ def test_without_a_provisioned_pin_nobody_can_approve(make_flow):
     assert flow.step is Step.OPERATOR
 
 
-def test_wrong_pins_lock_the_pad(clock, pin_hash):
+def test_wrong_pins_lock_the_pad_longer_each_time_until_the_right_one(clock, pin_hash):
     pin = OperatorPin(pin_hash, clock=clock)
-    for _ in range(WRONG_TRIES_BEFORE_LOCK):
-        assert not pin.verify("9999")
-    assert not pin.verify(PIN)  # locked: even the right one is refused
-    assert pin.locked_for() == LOCK_SECONDS
-    clock.advance(LOCK_SECONDS)
+    for lockout in range(3):
+        for _ in range(WRONG_TRIES_BEFORE_LOCK):
+            assert not pin.verify("9999")
+        assert not pin.verify(PIN)  # locked: even the right one is refused
+        assert pin.locked_for() == LOCK_SECONDS * 2**lockout  # 60 s, 120 s, 240 s
+        clock.advance(pin.locked_for())
     assert pin.verify(PIN)
+    for _ in range(WRONG_TRIES_BEFORE_LOCK):  # the right PIN starts the count afresh
+        assert not pin.verify("9999")
+    assert pin.locked_for() == LOCK_SECONDS
+
+
+def test_the_lockout_stops_growing_at_half_an_hour(clock, pin_hash):
+    pin = OperatorPin(pin_hash, clock=clock)
+    for _ in range(8):
+        for _ in range(WRONG_TRIES_BEFORE_LOCK):
+            pin.verify("9999")
+        assert pin.locked_for() <= MAX_LOCK_SECONDS
+        clock.advance(pin.locked_for())
+    for _ in range(WRONG_TRIES_BEFORE_LOCK):
+        pin.verify("9999")
+    assert pin.locked_for() == MAX_LOCK_SECONDS
 
 
 @pytest.mark.parametrize("bad", ["", "123", "123456789", "12a4", "١٢٣٤"])
@@ -212,7 +229,14 @@ def test_pins_are_four_to_eight_ascii_digits(bad):
 
 @pytest.mark.parametrize(
     "damaged",
-    ["", "1234", "scrypt$1$8$1$AAAA$AAAA", "bcrypt$16384$8$1$AA==$AA==", "scrypt$x$8$1$AA==$AA=="],
+    [
+        "",
+        "1234",
+        "scrypt$16384$8$1$AA==$AA==",  # an older kiosk's
+        "$argon2i$v=19$m=19456,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAA",
+        "$argon2id$v=19$m=lots,t=2,p=1$AA$AA",
+        "$argon2id$v=19$m=19456,t=2,p=1$AAAA$AAAA",  # cut short
+    ],
 )
 def test_a_damaged_pin_hash_is_a_clear_error(damaged):
     with pytest.raises(ValueError):

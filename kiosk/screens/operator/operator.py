@@ -50,7 +50,7 @@ class OperatorScreen(KioskScreen):
         self.pin = ""
         if flow.operator_pin is None:
             return
-        # scrypt is slow by design, and an approval may save: off the UI thread
+        # Argon2 is slow by design, and an approval may save: off the UI thread
         in_background(
             lambda: flow.operator_approve(pin), lambda approved: self._refused(flow, approved)
         )
