@@ -43,9 +43,10 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
+from kiosk.quality.gabor import ORIENTATION_BINS, RIDGE_PERIOD, gabor_spectra
+
 K = TypeVar("K")
 
-RIDGE_PERIOD = 9.0  # pixels between ridges at 500 dpi
 MIN_SIDE = 64  # smaller than this is not a fingerprint image
 BLOCK = 16  # side of the blocks the finger area is judged by
 # Local standard deviation (grey levels) above which a block is finger, not glass.
@@ -54,7 +55,6 @@ EDGE_MARGIN = 12  # minutiae nearer the finger's edge than this are edge effects
 MIN_DISTANCE = 8.0  # two minutiae nearer than this are a broken ridge, spur or bridge
 MIN_SEGMENT = 12  # skeleton pieces shorter than this (pixels) are noise
 TRACE_STEPS = 10  # skeleton pixels followed to find a minutia's direction
-ORIENTATION_BINS = 16
 NEIGHBOURS = 6  # per minutia in its local descriptor
 # Placement: a citizen turns a finger by tens of degrees at most, never upside down.
 MAX_ROTATION = np.deg2rad(45.0)
@@ -231,29 +231,7 @@ def _orientation(normalised: np.ndarray) -> np.ndarray:
     return np.mod(0.5 * np.arctan2(gxy, gxx) + np.pi / 2, np.pi)
 
 
-_GABOR_SPECTRA: dict[tuple[int, int], list[np.ndarray]] = {}
 GABOR_PAD = 16  # reflected margin, wider than the kernel's reach, so the DFT does not wrap
-
-
-def _gabor_spectra(shape: tuple[int, int]) -> list[np.ndarray]:
-    """The DFT of one Gabor kernel per orientation bin, for a padded image of ``shape``."""
-    if shape not in _GABOR_SPECTRA:
-        sigma = 0.45 * RIDGE_PERIOD
-        size = int(4 * sigma) | 1
-        spectra = []
-        for k in range(ORIENTATION_BINS):
-            ridge_direction = k * np.pi / ORIENTATION_BINS
-            # OpenCV's theta is the normal to the stripes, i.e. across the ridges.
-            kernel = cv2.getGaborKernel(
-                (size, size), sigma, ridge_direction + np.pi / 2, RIDGE_PERIOD, 0.6, 0.0
-            )
-            placed = np.zeros(shape, np.float32)
-            placed[:size, :size] = kernel - kernel.mean()
-            # Centred on pixel (0, 0), wrapping round, so filtering does not shift.
-            placed = np.roll(placed, (-(size // 2), -(size // 2)), axis=(0, 1))
-            spectra.append(cv2.dft(placed))
-        _GABOR_SPECTRA[shape] = spectra
-    return _GABOR_SPECTRA[shape]
 
 
 def _enhanced(normalised: np.ndarray, orientation: np.ndarray) -> np.ndarray:
@@ -270,7 +248,7 @@ def _enhanced(normalised: np.ndarray, orientation: np.ndarray) -> np.ndarray:
                 cv2.mulSpectrums(spectrum, kernel, 0),
                 flags=cv2.DFT_INVERSE | cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE,
             )[p:-p, p:-p]
-            for kernel in _gabor_spectra(padded.shape)
+            for kernel in gabor_spectra(padded.shape)
         ]
     )
     position = orientation / np.pi * ORIENTATION_BINS

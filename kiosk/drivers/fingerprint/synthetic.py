@@ -52,17 +52,17 @@ a first centred, clean one and others moved 10-30 px and turned 5-20 degrees::
 from __future__ import annotations
 
 import enum
-import functools
 from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
+from kiosk.quality.gabor import ORIENTATION_BINS, gabor_spectra
+
 WIDTH, HEIGHT = 256, 288
-RIDGE_PERIOD = 9.0  # pixels between ridges at 500 dpi (~0.46 mm)
-# 16 bins of 11.25 degrees, each pixel mixing its two nearest: finer bins look
-# no different and cost one inverse DFT each per pass.
-ORIENTATION_BINS = 16
+# RIDGE_PERIOD and ORIENTATION_BINS (16 bins of 11.25 degrees, each pixel mixing its
+# two nearest: finer bins look no different and cost one inverse DFT each per pass)
+# come with the Gabor filters from kiosk.quality.gabor.
 # Ridges are clean after about 6 passes; 8 leaves margin for noisy seeds.
 GROWTH_PASSES = 8
 # Reflected margin around the window before the DFT, wider than the Gabor
@@ -188,30 +188,9 @@ def orientation_field(spec: FingerSpec, margin: int = 0) -> np.ndarray:
     return np.mod(theta, np.pi)
 
 
-@functools.cache
-def _gabor_spectra(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
-    """The DFT of one Gabor kernel per orientation bin, at a padded ``shape`` (made once)."""
-    sigma = 0.45 * RIDGE_PERIOD
-    size = int(4 * sigma) | 1
-    spectra = []
-    for k in range(ORIENTATION_BINS):
-        ridge_direction = k * np.pi / ORIENTATION_BINS
-        # OpenCV's theta is the normal to the stripes, i.e. across the ridges.
-        kernel = cv2.getGaborKernel(
-            (size, size), sigma, ridge_direction + np.pi / 2, RIDGE_PERIOD, 0.6, 0.0
-        )
-        kernel = (kernel - kernel.mean()).astype(np.float32)
-        # Centre the kernel on pixel (0, 0), wrapping round, so filtering does not shift.
-        placed = np.zeros(shape, np.float32)
-        placed[:size, :size] = kernel
-        placed = np.roll(placed, (-(size // 2), -(size // 2)), axis=(0, 1))
-        spectra.append(cv2.dft(placed))  # packed (CCS): real input, half the work
-    return tuple(spectra)
-
-
 def grow_ridges(theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Ridge pattern in -1..1 (1 = ridge) grown from noise along ``theta`` (any size)."""
-    spectra = _gabor_spectra((theta.shape[0] + 2 * PAD, theta.shape[1] + 2 * PAD))
+    spectra = gabor_spectra((theta.shape[0] + 2 * PAD, theta.shape[1] + 2 * PAD))
     position = theta / np.pi * ORIENTATION_BINS
     lower = np.floor(position).astype(int) % ORIENTATION_BINS
     upper = (lower + 1) % ORIENTATION_BINS
