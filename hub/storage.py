@@ -296,9 +296,9 @@ class DirectoryBlobs:
         target = self._file(key)
         try:
             target.unlink()
-        except FileNotFoundError:
-            return
-        fsync_dir(target.parent)
+            fsync_dir(target.parent)
+        except FileNotFoundError:  # gone already, or its emptied folder with it: another
+            return  # replica or request finishing the same upload got there first
         # an upload's folder goes once its last piece does; never the top folders
         folder = target.parent
         while folder != self.path and folder.parent != self.path:

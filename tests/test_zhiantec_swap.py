@@ -17,7 +17,7 @@ from support import VALID_NIK, PacketCatcher, fake_modules
 from kiosk.drivers.base import FingerPhase, ModuleKind
 from kiosk.drivers.camera.fake import FakeCamera
 from kiosk.drivers.fingerprint.emulator import SensorEmulator
-from kiosk.drivers.fingerprint.synthetic import GOOD_SAMPLE_NAMES
+from kiosk.drivers.fingerprint.synthetic import GOOD_SAMPLE_NAMES, synthetic_print
 from kiosk.drivers.fingerprint.zhiantec import ZhiantecReader
 from kiosk.drivers.indicators.fake import FakeIndicators
 from kiosk.drivers.signature.fake import FakeSignaturePad
@@ -31,6 +31,10 @@ from kiosk.packet.wsq import decode_wsq
 FIRST_ID = "00112233AABBCCDD"  # in the first unit's notepad: the kiosk has seen it before
 # ten different fingers that pass the quality check (a finger given twice is refused)
 GOOD = list(GOOD_SAMPLE_NAMES)
+# The citizen's other fingers, for the spare unit: none of GOOD, so whichever of them
+# the first unit served (a finger placed while supervision tested a unit is lifted
+# unused, and the next one comes), the spare never repeats one (a repeat is refused).
+SPARE_FINGERS = [synthetic_print("good", seed) for seed in range(7, 15)]
 PULLED_AT = 5  # the cable comes out while the flow waits for the fifth finger
 
 
@@ -39,7 +43,7 @@ def wait_until(condition, timeout: float = 5.0) -> float:
     return support.wait_until(condition, timeout)
 
 
-def sensor(gap_s: float = 0.25, fingers: list[str] = GOOD, **options) -> SensorEmulator:
+def sensor(gap_s: float = 0.25, fingers: list = GOOD, **options) -> SensorEmulator:
     """A unit with a citizen who puts each finger on after ``gap_s`` and lifts it once
     its image is uploaded; ``fingers`` in the order the citizen gives them."""
     return SensorEmulator(fingers=fingers, auto_fingers=True, hold_s=0.05, gap_s=gap_s, **options)
@@ -181,7 +185,8 @@ def units_of_fingers(packet) -> list[dict]:
 
 
 def test_ten_fingers_from_the_emulated_sensor_are_saved_naming_its_unit(kiosk, tmp_path):
-    unit = sensor(notepad={0: b"REKAM1" + FIRST_ID.encode()})
+    # more than ten different fingers: one lifted unused must not bring a repeat round
+    unit = sensor(fingers=GOOD + SPARE_FINGERS, notepad={0: b"REKAM1" + FIRST_ID.encode()})
     flow, _ = kiosk(unit)
     to_fingers(flow)
     while flow.step is Step.FINGERPRINTS:
@@ -250,7 +255,7 @@ def test_a_sensor_pulled_mid_capture_pauses_the_step_and_another_unit_resumes_it
     print(f" ({'fault' if result.fault else 'stale'}; {down.detail[:60]})")
 
     # the technician's spare: a unit never seen, so the kiosk writes it a new id
-    second = sensor(fingers=GOOD[PULLED_AT - 1 :])  # the citizen goes on with finger N
+    second = sensor(fingers=SPARE_FINGERS)  # the citizen goes on with finger N
     plugged = time.monotonic()
     station.plug(second)
     wait_until(lambda: flow.fault is None and ModuleKind.FINGERPRINT not in flow.down)

@@ -164,3 +164,22 @@ def test_backends_are_chosen_by_url(tmp_path):
         open_index("mysql://hub", tmp_path)
     with pytest.raises(StorageError, match="s3://"):
         open_blobs("ftp://hub", tmp_path)
+
+
+def test_deleting_a_piece_whose_folder_another_request_just_removed(tmp_path, monkeypatch):
+    """Two requests finishing one upload delete its pieces at once: the folder can
+    vanish between one's unlink and its fsync of the folder (a 500 once, in CI)."""
+    import hub.storage
+
+    blobs = DirectoryBlobs(tmp_path / "blobs")
+    blobs.put("uploads/abc/0", b"piece")
+    real_fsync_dir = hub.storage.fsync_dir
+
+    def other_request_first(path):
+        path.rmdir()  # the other request removed the emptied folder
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(hub.storage, "fsync_dir", other_request_first)
+    blobs.delete("uploads/abc/0")  # no FileNotFoundError
+    assert not (tmp_path / "blobs" / "uploads" / "abc").exists()
+    assert list(blobs.keys("uploads/")) == []
