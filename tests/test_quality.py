@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from face_variants import read_rgb
 
 from kiosk.quality import (
     FaceProblem,
@@ -22,13 +23,9 @@ CAMERA_SAMPLES = ROOT / "kiosk" / "drivers" / "camera" / "samples"
 I18N = ROOT / "kiosk" / "i18n"
 
 
-def _rgb(name: str) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(CAMERA_SAMPLES / f"{name}.png")), cv2.COLOR_BGR2RGB)
-
-
 @pytest.fixture(scope="module")
 def face() -> np.ndarray:
-    return _rgb("face")
+    return read_rgb(CAMERA_SAMPLES / "face.png")
 
 
 # --- samples ----------------------------------------------------------------------
@@ -38,7 +35,7 @@ def test_camera_samples_are_small_640x480_rgb_pngs():
     for name in ("face", "no_face"):
         path = CAMERA_SAMPLES / f"{name}.png"
         assert path.stat().st_size < 400_000
-        assert _rgb(name).shape == (480, 640, 3)
+        assert read_rgb(path).shape == (480, 640, 3)
     assert (CAMERA_SAMPLES / "SOURCES.md").read_text().count("licence") >= 1
 
 

@@ -15,18 +15,23 @@ import pytest
 pytestmark = pytest.mark.ui
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_kiosk_run_stops_cleanly_on_a_signal(tmp_path, signum):
-    env = dict(os.environ, HOME=str(tmp_path), KIVY_HOME=str(tmp_path / "kivy"))
+def start_kiosk(tmp_path, stderr, **environment: str) -> subprocess.Popen:
+    """`kiosk run --simulate` in its own process, with its home in ``tmp_path``."""
+    env = dict(os.environ, HOME=str(tmp_path), KIVY_HOME=str(tmp_path / "kivy"), **environment)
     env.pop("KIVY_NO_CONSOLELOG", None)
     if not env.get("DISPLAY"):
         env["SDL_VIDEODRIVER"] = "offscreen"
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "kiosk.cli", "run", "--simulate"],
         env=env,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_kiosk_run_stops_cleanly_on_a_signal(tmp_path, signum):
+    process = start_kiosk(tmp_path, subprocess.PIPE)
     try:
         started = time.monotonic()
         for line in process.stderr:
@@ -54,19 +59,8 @@ def test_kiosk_run_tells_systemd_it_is_ready_and_pings_the_watchdog_from_the_ui(
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(address)
         listener.settimeout(60)
-        env = dict(
-            os.environ,
-            HOME=str(tmp_path),
-            KIVY_HOME=str(tmp_path / "kivy"),
-            NOTIFY_SOCKET=address,
-            WATCHDOG_USEC="1500000",
-        )
-        if not env.get("DISPLAY"):
-            env["SDL_VIDEODRIVER"] = "offscreen"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kiosk.cli", "run", "--simulate"],
-            env=env,
-            stderr=subprocess.DEVNULL,
+        process = start_kiosk(
+            tmp_path, subprocess.DEVNULL, NOTIFY_SOCKET=address, WATCHDOG_USEC="1500000"
         )
         try:
             messages = [listener.recv(256).decode()]
