@@ -311,3 +311,18 @@ def test_doctor_does_not_trust_a_fresh_inventory_whose_kiosk_is_gone(tmp_path):
     (config.data_dir / "modules.json").write_text(json.dumps(data))
     report = doctor(config)
     assert report.source == "check"
+
+
+def test_doctor_json_gains_the_diagnostics_sections_and_keeps_its_keys(tmp_path, capsys):
+    code, report = doctor_json(capsys, station_file(tmp_path))
+    assert code == 0
+    assert set(report) >= {
+        "station_id", "config", "data_dir", "ok", "source", "source_detail", "modules",
+        "inventory", "inventory_path", "inventory_updated_at", "inventory_problem", "packets",
+        "packets_problem",
+    }  # fmt: skip
+    # nothing saved yet by the diagnostics screen: the sections are there, empty
+    assert report["audit"] == [] and report["audit_total"] == 0
+    assert report["touch_test"] is None and report["fingerprint_test"] is None
+    assert report["camera_check"] is None and report["diagnostics_problem"] == ""
+    assert all(module["last_selftest"]["source"] == "kiosk doctor" for module in report["modules"])

@@ -17,12 +17,25 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kiosk.config import StationConfig
 from kiosk.drivers.base import HealthStatus, Module, ModuleInfo, ModuleKind
 from kiosk.errors import StoreError
+from kiosk.health.diagnostics import (
+    REQUIRED,
+    Diagnostics,
+    DiagnosticsFiles,
+    ModuleReport,
+    SavedDiagnostics,
+    SelfTestRecord,
+    identity_fields,
+    latest,
+    selftest_from_status,
+    unit_of,
+)
 from kiosk.health.inventory import (
     INVENTORY_NAME,
     InventorySnapshot,
@@ -34,9 +47,8 @@ from kiosk.health.station import ModuleFactory, module_factory
 from kiosk.store.sqlite import OPERATOR_WORDS, PacketState, read_backlog
 
 FRESH_S = 90.0  # an inventory updated this recently belongs to a running kiosk (3 beats)
+DOCTOR_SOURCE = "kiosk doctor"  # a self-test record made by doctor's own check
 CHECK_TIMEOUT_S = 20.0  # per module: open, identify (5 s), self-test (10 s), close
-# Without these the station cannot enroll; the lights and buzzer only help.
-REQUIRED = (ModuleKind.CAMERA, ModuleKind.FINGERPRINT, ModuleKind.SIGNATURE)
 
 
 @dataclass(frozen=True)
@@ -163,38 +175,6 @@ def station_factories(config: StationConfig, simulate: bool) -> dict[ModuleKind,
 
 
 @dataclass(frozen=True)
-class ModuleReport:
-    """One configured module as ``kiosk doctor`` reports it."""
-
-    kind: str
-    driver: str
-    status: str  # the kiosk's "up", "down", "starting"; or a check's "ok", "degraded", "failed"
-    ok: bool
-    required: bool
-    detail: str = ""
-    model: str = ""
-    serial: str = ""
-    serial_source: str = ""
-    firmware: str = ""
-    simulated: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "driver": self.driver,
-            "model": self.model,
-            "serial": self.serial,
-            "serial_source": self.serial_source,
-            "firmware": self.firmware,
-            "simulated": self.simulated,
-            "status": self.status,
-            "ok": self.ok,
-            "required": self.required,
-            "detail": self.detail,
-        }
-
-
-@dataclass(frozen=True)
 class DoctorReport:
     data_dir: str
     station_id: str
@@ -208,6 +188,16 @@ class DoctorReport:
     units: list[UnitRecord] = field(default_factory=list)
     packets: dict[str, int] = field(default_factory=dict)  # state -> count
     packets_problem: str = ""
+    # what the diagnostics screen saved (touch test, test print, camera check, its
+    # self-tests) and the audit log's latest events
+    saved: SavedDiagnostics = field(default_factory=SavedDiagnostics)
+
+    @property
+    def diagnostics(self) -> Diagnostics:
+        """The same model the diagnostics screen shows."""
+        return Diagnostics(
+            self.modules, self.units, self.saved, self.inventory_path, self.inventory_problem
+        )
 
     @property
     def ok(self) -> bool:
@@ -230,6 +220,7 @@ class DoctorReport:
             "inventory_problem": self.inventory_problem,
             "packets": self.packets,
             "packets_problem": self.packets_problem,
+            **self.saved.as_dict(),
         }
 
     def lines(self) -> list[str]:
@@ -246,6 +237,9 @@ class DoctorReport:
             )
             if module.detail:
                 out.append(f"  {'':<12} {module.detail}")
+            test = module.last_selftest
+            if test is not None and test.source != DOCTOR_SOURCE:
+                out.append(f"  {'':<12} last self-test: {_selftest_text(test)}")
         if self.inventory_problem:
             out.append(f"inventory {self.inventory_path}: {self.inventory_problem}")
         else:
@@ -262,6 +256,7 @@ class DoctorReport:
                 f"last seen {unit.last_seen}, {unit.captures} captures, "
                 f"{unit.failures} failures{error}"
             )
+        out.extend(_saved_lines(self.saved))
         if self.packets_problem:
             out.append(f"packets: {self.packets_problem}")
         else:
@@ -282,6 +277,60 @@ class DoctorReport:
             )
             out.append(f"result: {'NOT OK' if not self.ok else 'OK with warnings'}: {names}")
         return out
+
+
+def _short_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "(time unknown)"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _selftest_text(test: SelfTestRecord) -> str:
+    verdict = "passed" if test.passed else "FAILED"
+    took = f", {test.duration_s:.2f} s" if test.duration_s is not None else ""
+    who = {"screen": "the diagnostics screen", "kiosk": "the kiosk as it came up"}
+    by = who.get(test.source, test.source)
+    return f"{verdict} {_short_time(test.at)}{took}, by {by}: {test.detail}"
+
+
+def _saved_lines(saved: SavedDiagnostics, audit_lines: int = 5) -> list[str]:
+    """A few lines on the audit log and what the diagnostics screen found last."""
+    count = saved.audit_total
+    out = [f"audit log {saved.audit_path}: {count} event{'' if count == 1 else 's'}"]
+    for entry in saved.audit[:audit_lines]:
+        out.append(f"  {entry.time} {entry.event:<15} {entry.kind:<12} {entry.detail}")
+    if count > audit_lines:
+        out.append(f"  ... {count - audit_lines} older (--json shows {len(saved.audit)})")
+    touch = saved.touch_test
+    if touch is None:
+        out.append("touch test: none yet (the diagnostics screen makes one)")
+    else:
+        cells = ", ".join(f"{c},{r}" for c, r in touch.dead[:8])
+        more = " ..." if touch.dead_count > 8 else ""
+        where = f" (col,row from top left: {cells}{more})" if touch.dead else ""
+        out.append(
+            f"touch test {_short_time(touch.at)}: {touch.dead_count} of {touch.cells} cells "
+            f"never touched{where}"
+        )
+    finger = saved.fingerprint_test
+    if finger is None:
+        out.append("test print: none yet")
+    else:
+        out.append(
+            f"test print {_short_time(finger.at)}: NFIQ2Like {finger.score:.0f}, {finger.verdict}"
+            f" ({finger.unit.get('model', '')} {finger.unit.get('serial', '')})".rstrip()
+        )
+    camera = saved.camera_check
+    if camera is None:
+        out.append("camera check: none yet")
+    else:
+        out.append(
+            f"camera check {_short_time(camera.at)}: {camera.width}x{camera.height}, "
+            f"brightness {camera.brightness:.0f}, sharpness {camera.sharpness:.0f}"
+        )
+    for problem in saved.problems:
+        out.append(f"diagnostics: {problem}")
+    return out
 
 
 def kiosk_is_running(
@@ -334,6 +383,7 @@ def doctor(
     now = clock()
     units = snapshot.units if snapshot else []
     updated = snapshot.updated_at if snapshot else None
+    saved = DiagnosticsFiles(config.data_dir).load()
     try:
         packets, packets_problem = read_backlog(config.data_dir), ""
     except StoreError as exc:
@@ -348,11 +398,12 @@ def doctor(
         "inventory_updated_at": updated,
         "inventory_problem": problem,
         "units": units,
+        "saved": saved,
     }
     if snapshot is not None and kiosk_is_running(snapshot, now, fresh_s):
         assert updated is not None
         pid = f"pid {snapshot.pid}; " if snapshot.pid else ""
-        modules = [_kiosk_view(kind, config, snapshot, simulate) for kind in config.modules]
+        modules = [_kiosk_view(kind, config, snapshot, simulate, saved) for kind in config.modules]
         detail = f"as seen by the running kiosk ({pid}inventory updated {_ago(now - updated)})"
         return DoctorReport(source="kiosk", source_detail=detail, modules=modules, **common)
     if problem:
@@ -365,8 +416,9 @@ def doctor(
         why = f"the kiosk stopped {_ago(now - updated)}"
     else:
         why = f"no running kiosk: the inventory was last updated {_ago(now - updated)}"
+    checked_at = clock()
     checks = check_station(station_factories(config, simulate), timeout)
-    modules = [_checked_view(check, config, simulate) for check in checks]
+    modules = [_checked_view(check, config, simulate, saved, checked_at) for check in checks]
     detail = f"checked by kiosk doctor now ({why})"
     return DoctorReport(source="check", source_detail=detail, modules=modules, **common)
 
@@ -375,21 +427,17 @@ def _configured_driver(config: StationConfig, kind: ModuleKind, simulate: bool) 
     return "fake" if simulate else config.modules[kind].driver
 
 
-def _identity(unit: ModuleInfo | UnitRecord | None) -> dict[str, Any]:
-    """What the report shows of a unit, from a live module or the inventory alike."""
-    if unit is None:
-        return {}
-    fields = ("driver", "model", "serial", "serial_source", "firmware", "simulated")
-    return {field: getattr(unit, field) for field in fields}
-
-
 def _kiosk_view(
-    kind: ModuleKind, config: StationConfig, snapshot: InventorySnapshot, simulate: bool
+    kind: ModuleKind,
+    config: StationConfig,
+    snapshot: InventorySnapshot,
+    simulate: bool,
+    saved: SavedDiagnostics,
 ) -> ModuleReport:
     entry = snapshot.status.get(str(kind), {})
     status = entry.get("status", "unknown")
     unit = next((u for u in snapshot.units if u.kind == str(kind) and u.installed), None)
-    identity = _identity(unit)
+    identity = identity_fields(unit)
     return ModuleReport(
         kind=str(kind),
         **{"driver": _configured_driver(config, kind, simulate), **identity},
@@ -397,11 +445,27 @@ def _kiosk_view(
         ok=status == "up",
         required=kind in REQUIRED,
         detail=entry.get("detail", "" if entry else "not reported by the kiosk"),
+        last_selftest=latest(saved.selftests.get(str(kind)), selftest_from_status(kind, entry)),
     )
 
 
-def _checked_view(check: ModuleCheck, config: StationConfig, simulate: bool) -> ModuleReport:
-    identity = _identity(check.info)
+def _checked_view(
+    check: ModuleCheck,
+    config: StationConfig,
+    simulate: bool,
+    saved: SavedDiagnostics,
+    checked_at: float,
+) -> ModuleReport:
+    identity = identity_fields(check.info)
+    own = SelfTestRecord(
+        str(check.kind),
+        check.passed,
+        check.detail,
+        checked_at,
+        check.duration_s,
+        DOCTOR_SOURCE,
+        unit_of(check.info),
+    )
     return ModuleReport(
         kind=str(check.kind),
         **{"driver": _configured_driver(config, check.kind, simulate), **identity},
@@ -409,4 +473,5 @@ def _checked_view(check: ModuleCheck, config: StationConfig, simulate: bool) -> 
         ok=check.passed,
         required=check.required,
         detail=check.detail,
+        last_selftest=latest(own, saved.selftests.get(str(check.kind))),
     )
