@@ -22,7 +22,6 @@ saved (biometrics never rest on disk in clear)::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -665,36 +664,55 @@ def live_module(
 
 def live_diagnostics(station: Any) -> Diagnostics:
     """The diagnostics of the running kiosk's ``station`` (``.config``, ``.modules``,
-    ``.supervision`` or None): modules as the kiosk holds them, the inventory as the
-    supervision keeps it (or as last saved), the saved results and the audit log.
-    Reads files: call it off the UI thread, or seldom."""
-    config = station.config
-    data_dir = Path(config.data_dir)
-    files = DiagnosticsFiles(data_dir)
-    saved = files.load()
-    supervision = getattr(station, "supervision", None)
+    ``.supervision`` or None): see :func:`diagnostics_of`."""
+    return diagnostics_of(
+        station.modules,
+        getattr(station, "supervision", None),
+        station.config.data_dir,
+        kinds=list(station.config.modules),
+    )
+
+
+def diagnostics_of(
+    modules: Any,
+    supervision: Any = None,
+    data_dir: Path | str | None = None,
+    *,
+    kinds: Iterable[ModuleKind] | None = None,
+    saved: SavedDiagnostics | None = None,
+) -> Diagnostics:
+    """The diagnostics of the modules the kiosk holds (a StationModules): each one's
+    status as the supervision has it (its own health when unsupervised), the
+    inventory as the supervision keeps it (or as last saved in ``data_dir``), and
+    what was saved in ``data_dir``. ``saved`` spares reading the files again (they
+    are read when it is None and ``data_dir`` is given): the screen reads them
+    seldom and the statuses every second."""
+    folder = Path(data_dir) if data_dir is not None else None
+    if saved is None:
+        saved = DiagnosticsFiles(folder).load() if folder is not None else SavedDiagnostics()
     statuses: dict[ModuleKind, Any] = {}
     kind_status: dict[str, dict[str, str]] = {}
-    inventory_path = data_dir / INVENTORY_NAME
+    inventory_path = str(folder / INVENTORY_NAME) if folder is not None else ""
     problem = ""
+    units: list[UnitRecord] = []
     if supervision is not None:
         statuses = supervision.status()
         kind_status = supervision.inventory.kind_status()
         units = supervision.inventory.units()
-        inventory_path = supervision.inventory.path
-    else:
+        inventory_path = str(supervision.inventory.path)
+    elif folder is not None:
         try:
-            snapshot = read_inventory(inventory_path)
+            snapshot = read_inventory(folder / INVENTORY_NAME)
         except (OSError, ValueError) as exc:
             snapshot, problem = None, f"unreadable ({exc})"
         units = snapshot.units if snapshot else []
-    modules = []
-    held = station.modules.by_kind()
-    for kind in config.modules:
+    held = modules.by_kind()
+    reports = []
+    for kind in kinds if kinds is not None else held:
         kind = ModuleKind(kind)
         entry = statuses.get(kind)
         supervised = (str(entry[0]), entry[1], entry[2]) if entry is not None else None
-        modules.append(
+        reports.append(
             live_module(
                 kind,
                 held[kind],
@@ -703,7 +721,7 @@ def live_diagnostics(station: Any) -> Diagnostics:
                 saved=saved.selftests.get(str(kind)),
             )
         )
-    return Diagnostics(modules, units, saved, str(inventory_path), problem)
+    return Diagnostics(reports, units, saved, inventory_path, problem)
 
 
 def run_selftest(
@@ -729,7 +747,3 @@ def run_selftest(
     if files is not None:
         files.save_selftest(record)
     return record
-
-
-def replace_selftest(report: ModuleReport, record: SelfTestRecord) -> ModuleReport:
-    return dataclasses.replace(report, last_selftest=record)
