@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from hub import pairing
 from hub.dashboard import render_html
 from hub.service import (
     MAX_HEARTBEAT_BYTES,
@@ -41,6 +42,9 @@ from hub.service import (
     verdict_body,
 )
 from hub.storage import Verdict
+from kiosk.provision.protocol import PAIRING_PATH
+
+MAX_PAIRING_BYTES = pairing.MAX_REQUEST_BYTES
 
 PROTOCOL_HEADER = "Rekam-Protocol"
 PROTOCOL_VERSION = "1"
@@ -221,6 +225,25 @@ def create_app(hub: Hub, *, body_idle_timeout: float = BODY_IDLE_TIMEOUT_S) -> F
             hub.heartbeat, station_id, body, request.headers.get("Rekam-Signature")
         )
         return Response(status_code=204, headers=_headers())
+
+    @app.post(PAIRING_PATH)
+    async def pair_station(request: Request) -> Response:
+        """A station pairing with a one-time code (hub/pairing.py)."""
+        _check_protocol(request)
+        if hub.data_dir is None:
+            return _error(404, "this hub pairs no stations (it has no data folder)")
+        body, dropped = await _read_body(request, MAX_PAIRING_BYTES, body_idle_timeout)
+        if dropped:
+            return _error(400, "the pairing request's body stopped short")
+        try:
+            paired = await run_in_threadpool(pairing.pair, hub, body)
+        except pairing.BadPairingRequest as exc:
+            raise BadRequest(str(exc)) from None
+        except pairing.PairingRefused as exc:
+            return JSONResponse(
+                {"error": str(exc), "reason": exc.reason}, status_code=403, headers=_headers()
+            )
+        return JSONResponse(paired.body(), headers=_headers(**{"Cache-Control": "no-store"}))
 
     @app.get("/v1/health")
     def health() -> Response:

@@ -2,6 +2,7 @@
 
     kiosk-hub init DIR [--simulation] [--host NAME ...]
     kiosk-hub register DIR --station ID --key station.pub
+    kiosk-hub pair --station ID [--region R] [--hours 24] [--data-dir DIR]
     kiosk-hub serve --data-dir DIR [--host 127.0.0.1] [--port 8443]
                     [--database postgresql://...] [--blobs s3://bucket?endpoint=...]
     kiosk-hub import DIR --data-dir HUBDIR     (every *.rekam under DIR, e.g. a USB stick)
@@ -78,6 +79,28 @@ def _register(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     print(f"station {args.station} registered (key {key_id(public)}) in {target}")
     print("  a running hub takes it at the station's first request")
+    return 0
+
+
+def _pair(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from hub.pairing import make_code
+
+    if not 0 < args.hours <= 24 * 14:
+        raise CommandError("--hours: between 1 and 336 (two weeks)")
+    try:
+        code, expires = make_code(
+            args.data_dir, args.station, region=args.region, valid=timedelta(hours=args.hours)
+        )
+    except (ValueError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    region = f" in region {args.region}" if args.region else ""
+    print(f"pairing code for station {args.station}{region}: {code}")
+    print(
+        f"  valid once, until {expires:%Y-%m-%d %H:%M} UTC; on the station: kiosk provision "
+        f"--station-id {args.station} --pairing-code {code} (or the provisioning screen)"
+    )
     return 0
 
 
@@ -302,6 +325,21 @@ def parser() -> argparse.ArgumentParser:
         "--key", required=True, type=Path, help="the station's public key (kiosk keys station)"
     )
     register.set_defaults(handler=_register)
+
+    pair = commands.add_parser(
+        "pair",
+        help="print a one-time pairing code for a station (kiosk provision --pairing-code)",
+    )
+    pair.add_argument("--station", required=True, help="the station id (station.id)")
+    pair.add_argument("--region", help="the station's region; another region is refused")
+    pair.add_argument("--hours", type=int, default=24, help="how long it is valid (default 24)")
+    pair.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"the hub's data folder (default {DEFAULT_DATA_DIR})",
+    )
+    pair.set_defaults(handler=_pair)
 
     serve = commands.add_parser("serve", help="serve stations over HTTPS")
     _data_options(serve)

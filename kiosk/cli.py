@@ -27,6 +27,8 @@ from kiosk.operator_pin import hash_pin, valid_pin
 from kiosk.packet.commands import add_commands as add_packet_commands
 from kiosk.packet.keys import KeyFileError, StationKeyFiles
 from kiosk.packet.seal import Sealer
+from kiosk.provision.commands import add_commands as add_provision_commands
+from kiosk.provision.station import refuse_simulation
 from kiosk.quality.commands import add_commands as add_quality_commands
 from kiosk.store.export import export_packets
 from kiosk.store.preflight import check_data_dir
@@ -37,6 +39,10 @@ from kiosk.sync.commands import add_commands as add_sync_commands
 def _run(args: argparse.Namespace) -> int:
     path = SIMULATION_PATH if args.simulate else args.config
     config = load_config(path)
+    # a provisioned station runs fakes only when the technician says so
+    refuse_simulation(
+        config, simulate=args.simulate, allowed=args.allow_simulated, station_file=args.config
+    )
     # Constructing (not opening) the modules finds unknown drivers and bad options
     # now, as a one-line error, before Kivy opens a window.
     modules = StationModules.from_config(config, simulate=args.simulate)
@@ -235,6 +241,11 @@ def parser() -> argparse.ArgumentParser:
         "--simulate", action="store_true", help="use simulated modules and the simulation station"
     )
     run.add_argument("--fullscreen", action="store_true", help="fill the screen (the station)")
+    run.add_argument(
+        "--allow-simulated",
+        action="store_true",
+        help="let a provisioned station run simulated modules (--simulate, a fake driver)",
+    )
     run.set_defaults(handler=_run)
 
     export = commands.add_parser(
@@ -295,6 +306,7 @@ def parser() -> argparse.ArgumentParser:
     add_packet_commands(commands)
     add_quality_commands(commands)
     add_sync_commands(commands)
+    add_provision_commands(commands)
     return top
 
 
