@@ -238,7 +238,7 @@ class DoctorReport:
             if module.detail:
                 out.append(f"  {'':<12} {module.detail}")
             test = module.last_selftest
-            if test is not None and test.source != DOCTOR_SOURCE:
+            if test is not None and test.source not in (DOCTOR_SOURCE, "kiosk"):  # not said above
                 out.append(f"  {'':<12} last self-test: {_selftest_text(test)}")
         if self.inventory_problem:
             out.append(f"inventory {self.inventory_path}: {self.inventory_problem}")
@@ -305,9 +305,9 @@ def _saved_lines(saved: SavedDiagnostics, audit_lines: int = 5) -> list[str]:
     if touch is None:
         out.append("touch test: none yet (the diagnostics screen makes one)")
     else:
-        cells = ", ".join(f"{c},{r}" for c, r in touch.dead[:8])
+        cells = " ".join(f"({c},{r})" for c, r in touch.dead[:8])
         more = " ..." if touch.dead_count > 8 else ""
-        where = f" (col,row from top left: {cells}{more})" if touch.dead else ""
+        where = f": (col,row) from the top left {cells}{more}" if touch.dead else ""
         out.append(
             f"touch test {_short_time(touch.at)}: {touch.dead_count} of {touch.cells} cells "
             f"never touched{where}"

@@ -73,7 +73,24 @@ def run_test(kiosk, screen, kind: str) -> None:
     kiosk.wait_for(lambda: "LULUS" in row.last_test or "GAGAL" in row.last_test, what=kind)
 
 
-def test_modules_self_test_camera_and_a_test_print(kiosk, diagnostics, tmp_path):
+def steady_pictures(monkeypatch) -> None:
+    """The same time and duration on every run, so the screenshots only change when the
+    screen does (as conftest's FIXED_DATE does for the receipt)."""
+    import dataclasses
+
+    from kiosk.screens.diagnostics import diagnostics as screen_module
+
+    real = screen_module.run_selftest
+
+    def steady(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), duration_s=0.05)
+
+    monkeypatch.setattr(screen_module, "run_selftest", steady)
+    monkeypatch.setattr(screen_module, "when_text", lambda _seconds, _unknown: "09:30:12")
+
+
+def test_modules_self_test_camera_and_a_test_print(kiosk, diagnostics, tmp_path, monkeypatch):
+    steady_pictures(monkeypatch)
     screen = diagnostics()
     assert set(screen.rows) == {"camera", "fingerprint", "signature", "indicators"}
     reader = screen.rows["fingerprint"]

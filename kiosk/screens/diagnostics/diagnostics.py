@@ -305,6 +305,8 @@ class DiagnosticsScreen(StationScreen):
             raise ValueError(f"no tab {tab!r}")
         if self.tab == "camera" and tab != "camera":
             self._stop_camera()
+        if tab != "fingerprint":
+            self.ids.print_image.texture = None  # a print stays on screen only while looked at
         self.tab = tab
         content = self.ids.content
         content.clear_widgets()
