@@ -600,3 +600,39 @@ def test_a_machine_that_is_not_provisioned_simulates_as_before(
     status, _, err = cli(monkeypatch, capsys, "run", "--simulate", "--config", config)
     assert status == 0, err
     assert [run["simulate"] for run in window] == [True, True]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing files to another user needs root")
+def test_as_root_the_data_folder_goes_to_the_kiosks_user_and_the_file_stays_roots(
+    tmp_path, hub_dir
+):
+    import pwd
+
+    kiosk_user = pwd.getpwnam("nobody")
+    data = tmp_path / "data"
+    request = Provisioning(
+        station_id=STATION,
+        region="3201",
+        hub_url="https://127.0.0.1:8443",
+        technician_pin=TECHNICIAN_PIN,
+        operator="siti",
+        operator_pin=OPERATOR_PIN,
+        hub_key_file=layout.hub_public_key_path(hub_dir),
+        hub_cert_file=layout.tls_certificate_path(hub_dir),
+        config_path=data / "config" / "station.toml",  # as on the image: inside the data
+        data_dir=data,
+        modules=FAKES,
+        owner="nobody",
+    )
+    old_umask = os.umask(0o077)  # as under systemd's UMask=0077
+    try:
+        provision(request)
+    finally:
+        os.umask(old_umask)
+    for path in (data, data / "keys", data / "keys" / "station.key", data / MARKER):
+        assert (path.stat().st_uid, path.stat().st_gid) == (kiosk_user.pw_uid, kiosk_user.pw_gid)
+    station_file = data / "config" / "station.toml"
+    assert station_file.stat().st_uid == 0 and station_file.stat().st_gid == kiosk_user.pw_gid
+    assert stat.S_IMODE(station_file.stat().st_mode) == 0o640
+    assert stat.S_IMODE((data / "config").stat().st_mode) == 0o755  # the group can reach it
+    assert (data / "config").stat().st_uid == 0

@@ -15,8 +15,13 @@ import pytest
 UNITS = Path(__file__).resolve().parent.parent / "systemd"
 KIOSK_BINARY = "opt/rekam-kiosk/venv/bin/kiosk"
 # the exposure each unit must stay below (0 = locked down, 10 = root with everything);
-# the touchscreen needs its devices and the GPU, the sync service only the network
-MAX_EXPOSURE = {"kiosk.service": 3.0, "kiosk-sync.service": 3.0}
+# the touchscreen needs its devices and the GPU, the sync service only the network;
+# first boot runs as root (it writes /etc/rekam-kiosk, hands the data folder to kiosk)
+MAX_EXPOSURE = {
+    "kiosk.service": 3.0,
+    "kiosk-sync.service": 3.0,
+    "kiosk-firstboot.service": 3.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +102,36 @@ def test_the_sync_service_runs_the_sync_loop_with_no_device():
     service = _service("kiosk-sync.service")
     assert service["ExecStart"].endswith("kiosk sync --forever")
     assert service["PrivateDevices"] == "yes" and service["User"] == "kiosk"
+
+
+def test_first_boot_provisions_only_an_unprovisioned_station_before_the_kiosk():
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(UNITS / "kiosk-firstboot.service")
+    unit, service = parser["Unit"], parser["Service"]
+    assert unit["ConditionPathExists"] == "!/etc/rekam-kiosk/station.toml"
+    assert {"kiosk.service", "kiosk-sync.service"} <= set(unit["Before"].split())
+    assert service["Type"] == "oneshot"
+    assert service["ExecStart"].split()[1:4] == ["provision", "--screen", "--fullscreen"]
+    assert "--owner kiosk" in service["ExecStart"]
+    # the same display as the kiosk's own window
+    kiosk = _service("kiosk.service")
+    assert "SDL_VIDEODRIVER=kmsdrm" in service["Environment"]
+    assert "SDL_VIDEODRIVER=kmsdrm" in kiosk["Environment"]
+    # root, with only the capabilities of owning files, and no way to more
+    assert "User" not in service and service["NoNewPrivileges"] == "yes"
+    assert set(service["CapabilityBoundingSet"].split()) == {
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+    }
+    assert service["ProtectSystem"] == "strict" and service["DevicePolicy"] == "closed"
+    # the kiosk it comes before waits for the station file it writes
+    assert _unit("kiosk.service")["ConditionPathExists"] == "/etc/rekam-kiosk/station.toml"
+
+
+def _unit(name: str) -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(UNITS / name)
+    return parser["Unit"]

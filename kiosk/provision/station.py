@@ -225,7 +225,7 @@ def provision(request: Provisioning, progress: Callable[[str], None] | None = No
         )
     _write_marker(data_dir, request, public, trust, registered)
     if request.owner:
-        _give_to(data_dir, request.owner)
+        _give_to(data_dir, request.owner, keep=config_path.parent)
     return Provisioned(
         request.station_id,
         config_path,
@@ -364,7 +364,9 @@ def write_station_file(path: Path, text: str, group: int | None = None) -> None:
     """Write ``path`` atomically: a temporary file in its folder, flushed, renamed,
     the folder flushed; mode 0640 (group ``group`` when given and allowed)."""
     try:
-        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True)
+            os.chmod(path.parent, 0o755)  # the kiosk's user reads the file (by its group)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
@@ -428,14 +430,17 @@ def _group_of(owner: str | None) -> int | None:
         raise ProvisionError(f"--owner {owner}: no such user on this machine") from None
 
 
-def _give_to(data_dir: Path, owner: str) -> None:
-    """The data folder and everything in it to the kiosk's user (run as root)."""
+def _give_to(data_dir: Path, owner: str, keep: Path) -> None:
+    """The data folder and everything in it to the kiosk's user (run as root), but for
+    the folder ``keep`` (the station file's, on the image inside the data folder):
+    the station file stays root's, the kiosk's user reads it by its group."""
     entry = pwd.getpwnam(owner)
     if os.geteuid() != 0:
         if entry.pw_uid == os.geteuid():
             return
         raise ProvisionError(f"--owner {owner}: only root can give the data folder to {owner}")
     for root, folders, names in os.walk(data_dir):
+        folders[:] = [name for name in folders if Path(root) / name != keep]
         for name in [*folders, *names]:
             os.chown(Path(root) / name, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
     os.chown(data_dir, entry.pw_uid, entry.pw_gid)
