@@ -36,15 +36,17 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from kiosk.config import StationConfig  # noqa: E402
 from kiosk.drivers.worker import DeviceWorker  # noqa: E402
+from kiosk.figures import FiguresBook  # noqa: E402
 from kiosk.flow.machine import STEP_MODULE, EnrollmentFlow, Step  # noqa: E402
 from kiosk.flow.supervision import follow_supervision  # noqa: E402
 from kiosk.health.station import StationModules  # noqa: E402
 from kiosk.health.supervisor import StationSupervisor  # noqa: E402
 from kiosk.i18n import LANGUAGES, Translator  # noqa: E402
 from kiosk.notify import notify, watchdog_interval  # noqa: E402
-from kiosk.operator_pin import OperatorPin  # noqa: E402
-from kiosk.screens import SCREENS, load_screens  # noqa: E402
+from kiosk.screens import SCREENS, STATION_SCREENS, load_screens  # noqa: E402
 from kiosk.screens.base import CancelDialog, StillHereDialog  # noqa: E402
+from kiosk.screens.station import StationServices  # noqa: E402
+from kiosk.staff import Desk  # noqa: E402
 from kiosk.store.sqlite import EnrollmentStore  # noqa: E402
 from kiosk.voice import SilentSpeaker, Speaker, speaker_from_config  # noqa: E402
 
@@ -58,11 +60,17 @@ class KioskApp(App):
     simulated = ListProperty()  # kinds of module that are fakes: shown on every screen
     operator_called = BooleanProperty(False)  # shown in the top bar while it holds
     flow = ObjectProperty(None, allownone=True)
+    station_screen = StringProperty("")  # an operator's or technician's screen, when open
 
     def __init__(
-        self, flow: EnrollmentFlow, speaker: Speaker | SilentSpeaker | None = None, **kwargs
+        self,
+        flow: EnrollmentFlow,
+        speaker: Speaker | SilentSpeaker | None = None,
+        station: StationServices | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.station = station or StationServices()
         self.title = "Rekam kiosk"
         # says the capturing steps' guidance aloud; never blocks the UI
         self.speaker = speaker or SilentSpeaker()
@@ -86,6 +94,7 @@ class KioskApp(App):
             if dialog is not None:
                 dialog.dismiss()  # they asked about the previous flow's session
         self._dialog = self._still_here = None
+        self.station_screen = ""  # a fresh flow starts at its own screen
         self.flow = flow
         self.language = flow.language
         self.simulated = [str(kind) for kind in flow.modules.simulated]
@@ -98,6 +107,8 @@ class KioskApp(App):
         manager = ScreenManager(transition=NoTransition())
         for screen_class in SCREENS.values():
             manager.add_widget(screen_class(name=str(screen_class.step)))
+        for name, station_class in STATION_SCREENS.items():
+            manager.add_widget(station_class(name=name))
         Window.bind(on_request_close=self._refuse_close, on_keyboard=self._on_keyboard)
         Window.bind(on_touch_down=self._on_any_touch)
         Clock.schedule_interval(self._tick, 1.0)
@@ -124,6 +135,9 @@ class KioskApp(App):
         self._ask_still_here(flow.still_here_left)
         self.language = flow.language
         self.operator_called = flow.operator_called
+        if self.station_screen:  # the operator's screen stays; it shows the call itself
+            manager.get_screen(self.station_screen).refresh()
+            return
         screen = manager.get_screen(str(flow.step))
         if manager.current != screen.name:
             manager.current = screen.name
@@ -158,11 +172,44 @@ class KioskApp(App):
             self._dialog = CancelDialog()
             self._dialog.open()
 
+    def open_station(self, name: str) -> None:
+        """Show the operator's or technician's screen ``name`` over the flow's."""
+        manager = self.root
+        screen = manager.get_screen(name)
+        self.station_screen = name
+        manager.current = name
+        screen.mark_shown()
+        screen.entered()
+        screen.refresh()
+
+    def close_station(self) -> None:
+        """Back to the flow's own screen; whoever was logged in is logged out."""
+        if not self.station_screen:
+            return
+        self.station_screen = ""
+        if self.flow.desk is not None:
+            self.flow.desk.log_out()
+        screen = self.root.get_screen(str(self.flow.step))
+        self.root.current = screen.name
+        screen.mark_shown()
+        screen.refresh()
+
     def _tick(self, _dt: float) -> None:
         self.flow.tick()
+        if self.station_screen:
+            screen = self.root.get_screen(self.station_screen)
+            desk = self.flow.desk
+            if screen.needs_login and (desk is None or desk.login is None):
+                self.close_station()  # idle too long: the login has ended
+            else:
+                screen.refresh()
 
     def _on_any_touch(self, _window, _touch) -> bool:
-        self.flow.touch()  # also answers "still there?"
+        if self.station_screen:
+            if self.flow.desk is not None:
+                self.flow.desk.active()
+        else:
+            self.flow.touch()  # also answers "still there?"
         return False
 
     def _refuse_close(self, *_args) -> bool:
@@ -193,20 +240,24 @@ def run_kiosk(
     supervision (opened, watched and reopened or swapped on its own thread);
     stops supervision and closes the store at the end."""
     supervision = StationSupervisor(config, modules, simulate=simulate)
+    staffed = config.operators or config.technician_pin_hash
+    figures = FiguresBook(config.data_dir / "figures")
     flow = EnrollmentFlow(
         station_id=config.station_id,
         modules=modules,
         sink=store,
         session=config.session,
         language=config.language,
-        operator_pin=OperatorPin(config.operator_pin_hash) if config.operator_pin_hash else None,
+        desk=Desk(config.operators, config.technician_pin_hash) if staffed else None,
+        on_saved=figures.record,
     )
     follow_supervision(flow, supervision)
     supervision.start()
     if fullscreen:
         Window.fullscreen = "auto"
         Window.show_cursor = False
-    app = KioskApp(flow, speaker_from_config(config.voice.enabled, config.voice.rate))
+    station = StationServices(config, modules, supervision, store, figures)
+    app = KioskApp(flow, speaker_from_config(config.voice.enabled, config.voice.rate), station)
 
     def stop(signum: int, _frame) -> None:
         log.warning("signal %d: stopping the kiosk", signum)

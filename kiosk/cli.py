@@ -14,6 +14,7 @@ from pathlib import Path
 from kiosk import __version__
 from kiosk.config import (
     DEFAULT_PATH,
+    OPERATOR_NAME,
     SIMULATION_PATH,
     StationConfig,
     add_config_option,
@@ -188,7 +189,7 @@ def _read_pin() -> str:
         # getpass falls back to echoing the PIN when it cannot turn echo off; refuse instead
         warnings.simplefilter("error", getpass.GetPassWarning)
         try:
-            pin = getpass.getpass("Operator PIN (4 to 8 digits): ")
+            pin = getpass.getpass("PIN (4 to 8 digits): ")
             if not valid_pin(pin):
                 return pin  # refused by the caller, without asking twice
             again = getpass.getpass("The same PIN again: ")
@@ -209,15 +210,24 @@ def _hash_pin(args: argparse.Namespace) -> int:
     pin = _read_pin()
     if not valid_pin(pin):  # the message never repeats what was typed
         raise _PinRefused(
-            "hash-pin: an operator PIN is 4 to 8 digits (0-9), nothing else; nothing was printed"
+            "hash-pin: a PIN is 4 to 8 digits (0-9), nothing else; nothing was printed"
         )
-    print(f'pin_hash = "{hash_pin(pin)}"')
+    key, table = (args.operator, "[operators]") if args.operator else ("pin_hash", "[technician]")
+    print(f'{key} = "{hash_pin(pin)}"')
     print(
-        "kiosk: paste this pin_hash line under [operator] in the station file "
+        f"kiosk: paste this line under {table} in the station file "
         f"($KIOSK_CONFIG or {DEFAULT_PATH}), then restart the kiosk",
         file=sys.stderr,
     )
     return 0
+
+
+def _operator_name(text: str) -> str:
+    if not OPERATOR_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "letters, digits, '_' or '-', starting with a letter (at most 32)"
+        )
+    return text
 
 
 def _citizen_count(text: str) -> int:
@@ -274,12 +284,16 @@ def parser() -> argparse.ArgumentParser:
 
     pin = commands.add_parser(
         "hash-pin",
-        help="print the [operator] pin_hash line for a new operator PIN",
-        description="Reads the operator PIN (4 to 8 digits) twice without echo, or one line "
-        "from stdin when it is not a terminal, and prints the line "
-        'pin_hash = "$argon2id$..." to paste under [operator] in the station file. '
+        help="print the station file line for an operator's or the technician's PIN",
+        description="Reads the PIN (4 to 8 digits) twice without echo, or one line from stdin "
+        "when it is not a terminal, and prints the line to paste in the station file: "
+        'NAME = "$argon2id$..." under [operators] (--operator NAME), or '
+        'pin_hash = "$argon2id$..." under [technician] (--technician). '
         "The PIN itself is never printed or stored.",
     )
+    whose = pin.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--operator", type=_operator_name, metavar="NAME", help="an operator's PIN")
+    whose.add_argument("--technician", action="store_true", help="the technician's PIN")
     pin.set_defaults(handler=_hash_pin)
 
     for name, handler, summary in (

@@ -20,16 +20,19 @@ Example (see docs/station.example.toml)::
     [modules.camera]
     driver = "picamera2"
 
-    [operator]
-    pin_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."  # printed by `kiosk hash-pin`
+    [operators]  # one line per operator: name = what `kiosk hash-pin --operator NAME` prints
+    siti = "$argon2id$v=19$m=19456,t=2,p=1$..."
+
+    [technician]  # the diagnostics screen's PIN: `kiosk hash-pin --technician`
+    pin_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."
 
 Each ``[modules.<kind>]`` table names a driver; its other keys are passed to
 that driver's constructor, and are checked against it when the modules are
 built (``StationModules.from_config``). ``KIOSK_<KIND>_DRIVER`` in the environment overrides
 the driver name (as ``GPIOZERO_PIN_FACTORY`` does in gpiozero).
 
-The optional ``[operator]`` table holds only a hash of the operator's PIN, never
-the PIN: a PIN written in clear is refused, and never repeated in the message.
+The optional ``[operators]`` and ``[technician]`` tables hold only hashes of PINs,
+never a PIN: a PIN written in clear is refused, and never repeated in the message.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ _PIN_WORDS = ("pin", "pass", "sandi", "kode", "code")
 
 # The keys each table may hold; [modules.<kind>] tables are checked against their driver.
 _KEYS = {
-    "": ("station", "modules", "session", "operator", "hub", "store", "voice"),
+    "": ("station", "modules", "session", "operators", "technician", "hub", "store", "voice"),
     "hub": ("url",),
     "store": ("purge_after_days",),
     "voice": ("enabled", "rate"),
@@ -75,8 +78,9 @@ _KEYS = {
         "max_finger_exceptions",
         "min_age_years",
     ),
-    "operator": ("pin_hash",),
+    "technician": ("pin_hash",),
 }
+OPERATOR_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,9 @@ class StationConfig:
     data_dir: Path
     modules: dict[ModuleKind, ModuleConfig]
     session: SessionConfig
-    operator_pin_hash: str | None = None  # `kiosk hash-pin`'s hash; None: no operator PIN set
+    # operator name -> the Argon2id hash of their PIN (`kiosk hash-pin --operator NAME`)
+    operators: dict[str, str] = field(default_factory=dict)
+    technician_pin_hash: str | None = None  # the diagnostics screen's PIN; None: no technician
     hub_url: str | None = None  # where `kiosk sync` sends packets; None: not provisioned yet
     # acknowledged packets stay this long on the kiosk (a second copy while the hub settles)
     purge_after_days: int = 30
@@ -137,7 +143,7 @@ def _plain_pin_error(path: Path, key: str, expected: str) -> ConfigError:
     goes to the console and the journal)."""
     return ConfigError(
         f"{path}: {key}: expected {expected}; got a PIN in clear (not shown); never write "
-        f"the PIN here: run `kiosk hash-pin` and paste its line under [operator]"
+        f"the PIN here: run `kiosk hash-pin` and paste the line it prints"
     )
 
 
@@ -176,7 +182,7 @@ class _Reader:
             if name not in known:
                 full = f"{key}.{_key_name(name)}" if key else _key_name(name)
                 pin_words = any(word in name.lower() for word in _PIN_WORDS)
-                if _looks_like_a_pin(value) and (key == "operator" or (not key and pin_words)):
+                if _looks_like_a_pin(value) and (key == "technician" or (not key and pin_words)):
                     raise _plain_pin_error(self.path, full, "pin_hash, a hash of the PIN")
                 what = "table" if isinstance(value, dict) else "key"
                 raise ConfigError(
@@ -254,6 +260,11 @@ def _refuse_deep_nesting(path: Path, data: dict[str, Any]) -> None:
 
 
 def _parse(r: _Reader) -> StationConfig:
+    if "operator" in r.data:  # the single PIN of older kiosks
+        raise ConfigError(
+            f"{r.path}: operator: the [operator] table is now [operators], one line per "
+            'operator: name = "<hash>" (run `kiosk hash-pin --operator NAME`)'
+        )
     r.only_known_keys("")
     r.only_known_keys("station")
     station_id = r.get("station.id", str, "a station id of letters, digits, '.', '_' or '-'")
@@ -307,7 +318,8 @@ def _parse(r: _Reader) -> StationConfig:
         ),
         min_age_years=r.whole("session.min_age_years", default.min_age_years, 0, 25),
     )
-    pin_hash = _operator_pin_hash(r)
+    operators = _operators(r)
+    technician = _technician_pin_hash(r)
     r.only_known_keys("hub")
     hub_url = _hub_url(r)
     r.only_known_keys("store")
@@ -325,10 +337,11 @@ def _parse(r: _Reader) -> StationConfig:
         data_dir,
         modules,
         session,
-        pin_hash,
-        hub_url,
-        purge_days,
-        voice,
+        operators=operators,
+        technician_pin_hash=technician,
+        hub_url=hub_url,
+        purge_after_days=purge_days,
+        voice=voice,
     )
 
 
@@ -343,15 +356,36 @@ def _hub_url(r: _Reader) -> str | None:
     return url.rstrip("/")
 
 
-def _operator_pin_hash(r: _Reader) -> str | None:
-    """``operator.pin_hash``, checked as ``OperatorPin`` will read it; None if not set."""
-    key, expected = "operator.pin_hash", "a hash printed by `kiosk hash-pin`"
-    if _looks_like_a_pin(r.data.get("operator")):  # operator = "1234"
-        raise _plain_pin_error(r.path, "operator", "a table [operator] with pin_hash")
-    r.only_known_keys("operator")
-    value = r.table("operator", required=False).get("pin_hash")
-    if value is None:
+def _operators(r: _Reader) -> dict[str, str]:
+    """``[operators]``: each operator's name and the hash of their PIN."""
+    if _looks_like_a_pin(r.data.get("operators")):  # operators = "1234"
+        raise _plain_pin_error(r.path, "operators", "a table [operators] of name = hash")
+    operators = {}
+    for name in r.table("operators", required=False):
+        if not OPERATOR_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{r.path}: operators.{_key_name(name)}: expected an operator's name of "
+                "letters, digits, '_' or '-', starting with a letter (at most 32)"
+            )
+        operators[name] = _pin_hash(r, f"operators.{name}", f"--operator {name}")
+    return operators
+
+
+def _technician_pin_hash(r: _Reader) -> str | None:
+    """``technician.pin_hash``; None if not set."""
+    if _looks_like_a_pin(r.data.get("technician")):  # technician = "1234"
+        raise _plain_pin_error(r.path, "technician", "a table [technician] with pin_hash")
+    r.only_known_keys("technician")
+    if "pin_hash" not in r.table("technician", required=False):
         return None
+    return _pin_hash(r, "technician.pin_hash", "--technician")
+
+
+def _pin_hash(r: _Reader, key: str, option: str) -> str:
+    """The PIN hash at ``key``, checked as ``OperatorPin`` will read it."""
+    expected = f"a hash printed by `kiosk hash-pin {option}`"
+    table_key, _, name = key.rpartition(".")
+    value = r.table(table_key).get(name)
     if _looks_like_a_pin(value):
         raise _plain_pin_error(r.path, key, expected)
     # Nothing but a hash is repeated in a message: the value may be a PIN or password.
@@ -371,7 +405,7 @@ def _operator_pin_hash(r: _Reader) -> str | None:
             reason = f"{reason[:77]}..."
         raise ConfigError(
             f"{r.path}: {key}: expected {expected}; got {shown(value)} ({reason}); "
-            f"run `kiosk hash-pin` again"
+            f"run `kiosk hash-pin {option}` again"
         ) from None
     return value
 

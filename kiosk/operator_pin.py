@@ -1,21 +1,23 @@
-"""The operator's PIN: what lets an operator approve an enrollment the kiosk
-would not save on its own (a citizen under the recording age, too many fingers
-marked missing or injured).
+"""The operators' and the technician's PINs: what opens the screens a citizen
+must not reach, and lets an operator approve an enrollment the kiosk would not
+save on its own (a citizen under the recording age, too many fingers flagged).
 
-The station file keeps only an Argon2id hash of the PIN (memory-hard, salted, by
+The station file keeps only an Argon2id hash of each PIN (memory-hard, salted, by
 argon2-cffi), made by ``kiosk hash-pin``; wrong PINs lock the pad, each lock-out
 twice as long as the last, so a citizen cannot guess a 4-to-8-digit PIN at the
-kiosk and a stolen station file is slow to attack::
+kiosk and a stolen station file is slow to attack. Wrong PINs under every name
+count together: trying each operator's name in turn gains nothing::
 
-    pin = OperatorPin(hash_pin("4821"))
-    pin.verify("4821")  # True
+    pad = PinPad({"siti": hash_pin("4821")})
+    pad.verify("siti", "4821")  # True
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -66,29 +68,40 @@ def parse_pin_hash(encoded: str) -> argon2.Parameters:
     return parameters
 
 
-class OperatorPin:
-    """Checks PINs against one hash; thread-safe, with a growing lock-out after wrong tries."""
+class PinPad:
+    """Checks a PIN given under a name against that name's hash; thread-safe, with
+    one growing lock-out for the whole pad after wrong tries."""
 
-    def __init__(self, encoded: str, clock: Callable[[], float] = time.monotonic) -> None:
-        parse_pin_hash(encoded)
-        self._encoded = encoded
+    def __init__(
+        self, hashes: Mapping[str, str], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        for encoded in hashes.values():
+            parse_pin_hash(encoded)
+        self._hashes = dict(hashes)
         self._clock = clock
         self._lock = threading.Lock()
         self._wrong = 0
         self._lockouts = 0  # since the last right PIN
         self._locked_until = 0.0
 
+    @property
+    def names(self) -> list[str]:
+        return list(self._hashes)
+
     def locked_for(self) -> float:
         """Seconds until PINs are checked again (0 when they are)."""
         return max(0.0, self._locked_until - self._clock())
 
-    def verify(self, pin: str) -> bool:
-        """True for the right PIN; always False while locked."""
+    def verify(self, name: str, pin: str) -> bool:
+        """True for ``name``'s right PIN; always False while locked. An unknown name
+        counts as a wrong PIN (and takes as long to refuse)."""
         with self._lock:
             if self.locked_for() > 0 or not valid_pin(pin):
                 return False
             try:
-                HASHER.verify(self._encoded, pin)
+                HASHER.verify(self._hashes.get(name) or _unknown_name_hash(), pin)
+                if name not in self._hashes:
+                    raise VerificationError
             except VerificationError:  # a wrong PIN (the hash itself was checked at start)
                 self._wrong += 1
                 if self._wrong >= WRONG_TRIES_BEFORE_LOCK:
@@ -99,3 +112,9 @@ class OperatorPin:
                 return False
             self._wrong = self._lockouts = 0
             return True
+
+
+@functools.cache
+def _unknown_name_hash() -> str:
+    """Checked in place of an unknown name's hash, so a wrong name costs the same time."""
+    return HASHER.hash("00000000")

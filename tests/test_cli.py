@@ -24,7 +24,7 @@ from kiosk.cli import main
 from kiosk.config import load_config
 from kiosk.drivers import registry
 from kiosk.drivers.base import ModuleKind
-from kiosk.operator_pin import OperatorPin
+from kiosk.operator_pin import PinPad
 from kiosk.packet.keys import (
     HubPrivateKey,
     StationKeyFiles,
@@ -408,37 +408,41 @@ def piped(monkeypatch, text: str) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(text))
 
 
-def printed_hash(stdout: str) -> str:
+def printed_hash(stdout: str, key: str = "pin_hash") -> str:
     """The hash in ``kiosk hash-pin``'s one line of TOML."""
-    assert stdout.count("\n") == 1 and stdout.startswith('pin_hash = "$argon2id$'), stdout
-    return tomllib.loads(stdout)["pin_hash"]
+    assert stdout.count("\n") == 1 and stdout.startswith(f'{key} = "$argon2id$'), stdout
+    return tomllib.loads(stdout)[key]
+
+
+def verifies(encoded: str, pin: str) -> bool:
+    return PinPad({"someone": encoded}).verify("someone", pin)
 
 
 def test_hash_pin_from_a_pipe_prints_one_toml_line_that_verifies(monkeypatch, capsys):
     piped(monkeypatch, f"{PIN}\n")
-    assert main(["hash-pin"]) == 0
+    assert main(["hash-pin", "--technician"]) == 0
     out, err = capsys.readouterr()
-    pin = OperatorPin(printed_hash(out))
-    assert pin.verify(PIN)
-    assert not pin.verify("48210938")
+    pad = PinPad({"technician": printed_hash(out)})
+    assert pad.verify("technician", PIN)
+    assert not pad.verify("technician", "48210938")
     assert PIN not in out and PIN not in err
-    assert "[operator]" in err and "station file" in err  # the hint goes to stderr only
+    assert "[technician]" in err and "station file" in err  # the hint goes to stderr only
 
 
 def test_hash_pin_reads_only_the_first_line_and_trims_it(monkeypatch, capsys):
     piped(monkeypatch, f"  {PIN}\r\n99999999\n")
-    assert main(["hash-pin"]) == 0
-    assert OperatorPin(printed_hash(capsys.readouterr().out)).verify(PIN)
+    assert main(["hash-pin", "--technician"]) == 0
+    assert verifies(printed_hash(capsys.readouterr().out), PIN)
 
 
 def test_hash_pin_makes_a_new_salt_each_time(monkeypatch, capsys):
     hashes = []
     for _ in range(2):
         piped(monkeypatch, "1234\n")
-        assert main(["hash-pin"]) == 0
+        assert main(["hash-pin", "--technician"]) == 0
         hashes.append(printed_hash(capsys.readouterr().out))
     assert hashes[0] != hashes[1]
-    assert all(OperatorPin(encoded).verify("1234") for encoded in hashes)
+    assert all(verifies(encoded, "1234") for encoded in hashes)
 
 
 @pytest.mark.parametrize(
@@ -458,34 +462,34 @@ def test_hash_pin_makes_a_new_salt_each_time(monkeypatch, capsys):
 )
 def test_hash_pin_refuses_anything_but_4_to_8_digits(monkeypatch, capsys, text):
     piped(monkeypatch, text)
-    assert main(["hash-pin"]) == 2
+    assert main(["hash-pin", "--technician"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
-        "kiosk: hash-pin: an operator PIN is 4 to 8 digits (0-9), nothing else; nothing was printed"
+        "kiosk: hash-pin: a PIN is 4 to 8 digits (0-9), nothing else; nothing was printed"
     ]
     assert not text.strip() or text.strip() not in err
 
 
 def test_hash_pin_with_stdin_closed_says_so(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", None)
-    assert main(["hash-pin"]) == 2
+    assert main(["hash-pin", "--technician"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err == "kiosk: hash-pin: no PIN: stdin is closed\n"
 
 
 def test_hash_pin_on_a_terminal_asks_twice_without_echo(monkeypatch, capsys):
     prompts = typed(monkeypatch, PIN, PIN)
-    assert main(["hash-pin"]) == 0
-    assert prompts == ["Operator PIN (4 to 8 digits): ", "The same PIN again: "]
+    assert main(["hash-pin", "--technician"]) == 0
+    assert prompts == ["PIN (4 to 8 digits): ", "The same PIN again: "]
     out, err = capsys.readouterr()
-    assert OperatorPin(printed_hash(out)).verify(PIN)
+    assert verifies(printed_hash(out), PIN)
     assert PIN not in out and PIN not in err
 
 
 def test_hash_pin_on_a_terminal_refuses_two_different_pins(monkeypatch, capsys):
     typed(monkeypatch, PIN, "48210938")
-    assert main(["hash-pin"]) == 2
+    assert main(["hash-pin", "--technician"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err == "kiosk: hash-pin: the two PINs differ; nothing was printed\n"
@@ -493,7 +497,7 @@ def test_hash_pin_on_a_terminal_refuses_two_different_pins(monkeypatch, capsys):
 
 def test_hash_pin_on_a_terminal_refuses_a_bad_pin_before_asking_again(monkeypatch, capsys):
     prompts = typed(monkeypatch, "12")
-    assert main(["hash-pin"]) == 2
+    assert main(["hash-pin", "--technician"]) == 2
     assert len(prompts) == 1
     out, err = capsys.readouterr()
     assert out == "" and "4 to 8 digits" in err and len(err.splitlines()) == 1
@@ -504,7 +508,7 @@ def test_hash_pin_on_a_terminal_refuses_a_bad_pin_before_asking_again(monkeypatc
 )
 def test_hash_pin_on_a_terminal_stopped_prints_nothing(monkeypatch, capsys, raised, said):
     typed(monkeypatch, PIN, raised)
-    assert main(["hash-pin"]) == 2
+    assert main(["hash-pin", "--technician"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"kiosk: hash-pin: {said}; nothing was printed\n"
@@ -517,34 +521,41 @@ def test_hash_pin_refuses_a_terminal_where_the_pin_would_show(monkeypatch, capsy
 
     monkeypatch.setattr(sys, "stdin", FakeTerminal())
     monkeypatch.setattr(getpass, "getpass", echoing_getpass)
-    assert main(["hash-pin"]) == 2
+    assert main(["hash-pin", "--technician"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err == ("kiosk: hash-pin: cannot hide the PIN on this terminal; pipe it in instead\n")
 
 
-def test_hash_pin_line_pasted_under_operator_loads_and_verifies(tmp_path):
-    result = kiosk("hash-pin", cwd=tmp_path, stdin_text="1234\n")
+def test_hash_pin_line_pasted_under_operators_loads_and_verifies(tmp_path):
+    result = kiosk("hash-pin", "--operator", "siti", cwd=tmp_path, stdin_text="4321\n")
     assert result.returncode == 0, result.stderr
     [line] = result.stdout.splitlines()
     [hint] = result.stderr.splitlines()
-    assert hint.startswith("kiosk: paste this pin_hash line under [operator] in the station file")
-    assert "1234" not in result.stderr
+    assert hint.startswith("kiosk: paste this line under [operators] in the station file")
+    assert "4321" not in result.stderr
     path = station_file(tmp_path, str(tmp_path / "data"))
     text = path.read_text()
-    [simulator_line] = [old for old in text.splitlines() if old.startswith("pin_hash = ")]
+    [simulator_line] = [old for old in text.splitlines() if old.startswith("siti = ")]
     path.write_text(text.replace(simulator_line, line))
     config = load_config(path)
-    assert config.operator_pin_hash == printed_hash(line + "\n")
-    assert OperatorPin(config.operator_pin_hash).verify("1234")
+    assert config.operators["siti"] == printed_hash(line + "\n", "siti")
+    assert PinPad(config.operators).verify("siti", "4321")
+
+
+def test_hash_pin_asks_whose_pin_and_refuses_a_name_the_kiosk_cannot_show(tmp_path):
+    for args in ((), ("--operator", "siti budi")):
+        result = kiosk("hash-pin", *args, cwd=tmp_path, stdin_text="4321\n")
+        assert result.returncode == 2 and result.stdout == ""
+        assert "--operator" in result.stderr
 
 
 def test_hash_pin_with_no_input_refuses_in_one_line(tmp_path):
-    result = kiosk("hash-pin", cwd=tmp_path, stdin_text="")
+    result = kiosk("hash-pin", "--technician", cwd=tmp_path, stdin_text="")
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "kiosk: hash-pin: an operator PIN is 4 to 8 digits (0-9), nothing else; nothing was printed"
+        "kiosk: hash-pin: a PIN is 4 to 8 digits (0-9), nothing else; nothing was printed"
     ]
 
 
@@ -554,7 +565,7 @@ def test_hash_pin_on_a_real_terminal_does_not_echo_the_pin(tmp_path):
 
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-m", "kiosk.cli", "hash-pin"],
+        [sys.executable, "-m", "kiosk.cli", "hash-pin", "--technician"],
         stdin=follower,
         stdout=follower,
         stderr=follower,
@@ -578,7 +589,7 @@ def test_hash_pin_on_a_real_terminal_does_not_echo_the_pin(tmp_path):
                     return
 
     try:
-        read_until(b"Operator PIN (4 to 8 digits): ")
+        read_until(b"PIN (4 to 8 digits): ")
         os.write(leader, f"{PIN}\n".encode())
         read_until(b"The same PIN again: ")
         os.write(leader, f"{PIN}\n".encode())
@@ -592,7 +603,7 @@ def test_hash_pin_on_a_real_terminal_does_not_echo_the_pin(tmp_path):
     text = seen.decode()
     assert PIN not in text  # never echoed as typed, never printed
     [line] = [line for line in text.splitlines() if line.startswith("pin_hash = ")]
-    assert OperatorPin(printed_hash(line + "\n")).verify(PIN)
+    assert verifies(printed_hash(line + "\n"), PIN)
 
 
 # -- kiosk doctor, selftest, emulate; backends that cannot be imported ----------------

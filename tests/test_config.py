@@ -9,7 +9,7 @@ import pytest
 from kiosk.config import SIMULATION_PATH, SessionConfig, load_config
 from kiosk.drivers.base import ModuleKind
 from kiosk.errors import ConfigError, KioskError
-from kiosk.operator_pin import OperatorPin, hash_pin
+from kiosk.operator_pin import PinPad, hash_pin
 
 ROOT = Path(__file__).resolve().parent.parent
 PIN = "48210937"
@@ -96,7 +96,8 @@ def test_a_full_station_file_loads_every_value(tmp_path):
         ModuleKind.SIGNATURE: "touch",
         ModuleKind.INDICATORS: "fake",
     }
-    assert config.operator_pin_hash is None  # no [operator] table: no PIN, nothing approves
+    assert config.operators == {}  # no [operators] table: nobody approves
+    assert config.technician_pin_hash is None
 
 
 def test_module_options_other_than_driver_are_passed_through(tmp_path):
@@ -119,9 +120,12 @@ def test_the_simulation_station_loads_with_fakes_everywhere():
     assert {module.driver for module in config.modules.values()} == {"fake"}
     assert set(config.modules) == set(ModuleKind)
     assert "~" not in str(config.data_dir)  # expanded to the user's home
-    pin = OperatorPin(config.operator_pin_hash)
-    assert pin.verify("1234")  # the simulator's operator PIN, as its comment says
-    assert "operator PIN is 1234" in SIMULATION_PATH.read_text(encoding="utf-8")
+    # the simulator's PINs, as its comment says
+    pad = PinPad({**config.operators, "technician": config.technician_pin_hash})
+    assert pad.verify("siti", "1234") and pad.verify("budi", "5678")
+    assert pad.verify("technician", "9999")
+    text = SIMULATION_PATH.read_text(encoding="utf-8")
+    assert "siti (PIN 1234) and budi (PIN 5678)" in text and "is 9999" in text
 
 
 def test_the_documented_example_station_loads():
@@ -129,7 +133,8 @@ def test_the_documented_example_station_loads():
     assert config.station_id == "3201-KCM-CIBINONG-01"
     assert set(config.modules) == set(ModuleKind)
     assert config.session == SessionConfig()
-    assert config.operator_pin_hash is None  # its [operator] table is commented out
+    assert config.operators == {}  # its [operators] table is commented out
+    assert config.technician_pin_hash is None
 
 
 def test_the_recording_age_defaults_to_16():
@@ -137,12 +142,18 @@ def test_the_recording_age_defaults_to_16():
     assert SessionConfig().min_age_years == 16
 
 
-def test_the_documented_operator_table_is_refused_until_a_real_hash_is_pasted(tmp_path):
+def test_the_documented_staff_tables_are_refused_until_real_hashes_are_pasted(tmp_path):
     example = (ROOT / "docs" / "station.example.toml").read_text(encoding="utf-8")
-    assert "\n# [operator]\n# pin_hash = " in example
-    switched_on = example.replace("\n# [operator]\n# pin_hash = ", "\n[operator]\npin_hash = ")
+    assert "\n# [operators]\n# siti = " in example
+    switched_on = example.replace("\n# [operators]\n# siti = ", "\n[operators]\nsiti = ")
     message = config_error(write(tmp_path, switched_on))
-    assert "operator.pin_hash: expected a hash printed by `kiosk hash-pin`" in message
+    assert "operators.siti: expected a hash printed by `kiosk hash-pin --operator siti`" in message
+    assert "\n# [technician]\n# pin_hash = " in example
+    switched_on = example.replace("\n# [technician]\n# pin_hash = ", "\n[technician]\npin_hash = ")
+    message = config_error(write(tmp_path, switched_on))
+    assert (
+        "technician.pin_hash: expected a hash printed by `kiosk hash-pin --technician`" in message
+    )
 
 
 def test_a_home_relative_data_dir_is_expanded(tmp_path, monkeypatch):
@@ -472,7 +483,7 @@ UNKNOWN = {
     "unknown top-level table": (
         STATION + '\n[network]\nhub = "https://hub.example"\n',
         "network",
-        "one of station, modules, session, operator, hub, store, voice; got an unknown table",
+        "one of station, modules, session, operators, technician, hub, store, voice; got an unknown table",
     ),
     "misspelt station table": (
         STATION.replace("[station]", "[stations]"),
@@ -482,7 +493,7 @@ UNKNOWN = {
     "unknown top-level key": (
         "debug = true\n" + STATION,
         "debug",
-        "one of station, modules, session, operator, hub, store, voice; got an unknown key",
+        "one of station, modules, session, operators, technician, hub, store, voice; got an unknown key",
     ),
     "misspelt driver key": (
         edited('[modules.indicators]\ndriver = "fake"', '[modules.indicators]\ndrvier = "fake"'),
@@ -547,48 +558,71 @@ def test_what_the_parser_chokes_on_is_a_one_line_config_error(tmp_path, text):
     assert len(message) < 300
 
 
-# -- the operator's PIN -----------------------------------------------------------
+# -- the operators' and the technician's PINs ----------------------------------------
 
 
 def with_operator(body: str) -> str:
-    return STATION + "\n[operator]\n" + body + "\n"
+    return STATION + "\n[operators]\n" + body + "\n"
 
 
-def test_a_pin_hash_from_hash_pin_loads_and_verifies(tmp_path):
-    config = load_config(write(tmp_path, with_operator(f'pin_hash = "{PIN_HASH}"')))
-    assert config.operator_pin_hash == PIN_HASH
-    pin = OperatorPin(config.operator_pin_hash)
-    assert pin.verify(PIN)
-    assert not pin.verify("12345678")
+def with_technician(body: str) -> str:
+    return STATION + "\n[technician]\n" + body + "\n"
+
+
+def test_operators_and_the_technician_load_and_verify(tmp_path):
+    text = with_operator(f'siti = "{PIN_HASH}"\nbudi-2 = "{PIN_HASH}"')
+    text += f'\n[technician]\npin_hash = "{PIN_HASH}"\n'
+    config = load_config(write(tmp_path, text))
+    assert config.operators == {"siti": PIN_HASH, "budi-2": PIN_HASH}
+    assert config.technician_pin_hash == PIN_HASH
+    pad = PinPad(config.operators)
+    assert pad.verify("siti", PIN)
+    assert not pad.verify("budi-2", "12345678")
 
 
 def test_a_pasted_hash_with_stray_spaces_loads(tmp_path):
-    config = load_config(write(tmp_path, with_operator(f'pin_hash = "  {PIN_HASH}\\n"')))
-    assert config.operator_pin_hash == PIN_HASH
+    config = load_config(write(tmp_path, with_operator(f'siti = "  {PIN_HASH}\\n"')))
+    assert config.operators == {"siti": PIN_HASH}
 
 
-def test_an_empty_operator_table_sets_no_pin(tmp_path):
-    assert load_config(write(tmp_path, with_operator(""))).operator_pin_hash is None
+def test_no_tables_no_operators_and_no_technician(tmp_path):
+    config = load_config(write(tmp_path, with_operator("")))
+    assert (config.operators, config.technician_pin_hash) == ({}, None)
 
 
-def test_the_operator_table_may_come_first(tmp_path):
-    text = f'[operator]\npin_hash = "{PIN_HASH}"\n\n' + STATION
-    assert load_config(write(tmp_path, text)).operator_pin_hash == PIN_HASH
+def test_the_operators_table_may_come_first(tmp_path):
+    text = f'[operators]\nsiti = "{PIN_HASH}"\n\n' + STATION
+    assert load_config(write(tmp_path, text)).operators == {"siti": PIN_HASH}
+
+
+def test_an_older_kiosks_operator_table_says_what_it_became(tmp_path):
+    path = write(tmp_path, STATION + f'\n[operator]\npin_hash = "{PIN_HASH}"\n')
+    message = config_error(path)
+    assert message.startswith(f"{path}: operator: the [operator] table is now [operators]")
+    assert "kiosk hash-pin --operator NAME" in message
+
+
+@pytest.mark.parametrize("name", ["1siti", "siti budi", "@technician", "s" * 33])
+def test_an_operator_name_the_kiosk_cannot_show_is_refused(tmp_path, name):
+    path = write(tmp_path, with_operator(f'"{name}" = "{PIN_HASH}"'))
+    assert "expected an operator's name of letters, digits" in config_error(path)
 
 
 CLEAR_PIN = {
-    "pin instead of pin_hash": (with_operator(f'pin = "{PIN}"'), "operator.pin"),
-    "pin as a number": (with_operator(f"pin = {PIN}"), "operator.pin"),
-    "another name for it": (with_operator(f'kode = "{PIN}"'), "operator.kode"),
-    "pin_hash given the pin": (with_operator(f'pin_hash = "{PIN}"'), "operator.pin_hash"),
+    "an operator given the pin": (with_operator(f'siti = "{PIN}"'), "operators.siti"),
+    "an operator given a number": (with_operator(f"siti = {PIN}"), "operators.siti"),
+    "operators given the pin": (f'operators = "{PIN}"\n' + STATION, "operators"),
+    "pin instead of pin_hash": (with_technician(f'pin = "{PIN}"'), "technician.pin"),
+    "another name for it": (with_technician(f'kode = "{PIN}"'), "technician.kode"),
+    "pin_hash given the pin": (with_technician(f'pin_hash = "{PIN}"'), "technician.pin_hash"),
     "pin_hash given the pin with spaces": (
-        with_operator(f'pin_hash = " {PIN} "'),
-        "operator.pin_hash",
+        with_technician(f'pin_hash = " {PIN} "'),
+        "technician.pin_hash",
     ),
-    "pin_hash given a number": (with_operator(f"pin_hash = {PIN}"), "operator.pin_hash"),
-    "operator given the pin": (f'operator = "{PIN}"\n' + STATION, "operator"),
+    "pin_hash given a number": (with_technician(f"pin_hash = {PIN}"), "technician.pin_hash"),
+    "technician given the pin": (f'technician = "{PIN}"\n' + STATION, "technician"),
     "pin at the top of the file": (f'pin = "{PIN}"\n' + STATION, "pin"),
-    "dotted operator.pin": (f'operator.pin = "{PIN}"\n' + STATION, "operator.pin"),
+    "dotted technician.pin": (f'technician.pin = "{PIN}"\n' + STATION, "technician.pin"),
 }
 
 
@@ -598,7 +632,7 @@ def test_a_pin_in_clear_is_refused_and_never_repeated(tmp_path, text, key):
     message = config_error(path)
     assert message.startswith(f"{path}: {key}: expected ")
     assert "got a PIN in clear (not shown)" in message
-    assert "run `kiosk hash-pin`" in message and "[operator]" in message
+    assert "run `kiosk hash-pin`" in message
     assert PIN not in message  # the message goes to the console and the journal
     assert len(message.splitlines()) == 1
     assert len(message) < 300
@@ -639,11 +673,21 @@ BAD_HASH = {
 
 
 @pytest.mark.parametrize(("value", "expected"), BAD_HASH.values(), ids=BAD_HASH.keys())
-def test_a_malformed_pin_hash_is_one_line_naming_hash_pin(tmp_path, value, expected):
-    path = write(tmp_path, with_operator(f"pin_hash = {value}"))
+@pytest.mark.parametrize(
+    ("table", "key", "option"),
+    [
+        (with_technician, "technician.pin_hash", "--technician"),
+        (with_operator, "operators.siti", "--operator siti"),
+    ],
+)
+def test_a_malformed_pin_hash_is_one_line_naming_hash_pin(
+    tmp_path, value, expected, table, key, option
+):
+    name = key.rpartition(".")[2]
+    path = write(tmp_path, table(f"{name} = {value}"))
     message = config_error(path)
     assert message.startswith(
-        f"{path}: operator.pin_hash: expected a hash printed by `kiosk hash-pin`; got "
+        f"{path}: {key}: expected a hash printed by `kiosk hash-pin {option}`; got "
     )
     assert expected in message
     assert "hunter2" not in message and PIN not in message
@@ -651,24 +695,24 @@ def test_a_malformed_pin_hash_is_one_line_naming_hash_pin(tmp_path, value, expec
     assert len(message) < 400
 
 
-def test_an_unknown_key_in_the_operator_table_is_refused_with_a_suggestion(tmp_path):
-    path = write(tmp_path, with_operator(f'pin_hsah = "{PIN_HASH}"'))
+def test_an_unknown_key_in_the_technician_table_is_refused_with_a_suggestion(tmp_path):
+    path = write(tmp_path, with_technician(f'pin_hsah = "{PIN_HASH}"'))
     assert config_error(path) == (
-        f"{path}: operator.pin_hsah: expected one of pin_hash; got an unknown key "
+        f"{path}: technician.pin_hsah: expected one of pin_hash; got an unknown key "
         f"(did you mean 'pin_hash'?)"
     )
 
 
-def test_an_operator_table_inside_the_operator_table_is_refused(tmp_path):
-    path = write(tmp_path, with_operator(f'[operator.pin]\nhash = "{PIN_HASH}"'))
+def test_a_table_inside_the_technician_table_is_refused(tmp_path):
+    path = write(tmp_path, with_technician(f'[technician.pin]\nhash = "{PIN_HASH}"'))
     assert config_error(path).startswith(
-        f"{path}: operator.pin: expected one of pin_hash; got an unknown table"
+        f"{path}: technician.pin: expected one of pin_hash; got an unknown table"
     )
 
 
-def test_operator_not_a_table_is_refused(tmp_path):
-    path = write(tmp_path, "operator = true\n" + STATION)
-    assert config_error(path) == f"{path}: operator: expected a table [operator]; got True"
+def test_technician_not_a_table_is_refused(tmp_path):
+    path = write(tmp_path, "technician = true\n" + STATION)
+    assert config_error(path) == f"{path}: technician: expected a table [technician]; got True"
 
 
 def test_the_hub_address_and_the_purge_delay_are_read(tmp_path):

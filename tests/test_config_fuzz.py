@@ -2,7 +2,7 @@
 
 Each seed makes one damaged copy of docs/station.example.toml (deleted and
 misspelt keys, wrong types, huge and odd strings, NUL bytes, invalid TOML,
-truncation, deep nesting, duplicate tables, the commented [operator] table
+truncation, deep nesting, duplicate tables, the commented [operators] and [technician] tables
 switched on with a hash, a damaged hash or a PIN in clear) and loads it. Every
 outcome must be a usable station, with modules that can be built, or one line
 naming the file, which never repeats a PIN or password: never a traceback. A
@@ -126,7 +126,9 @@ ODD_TABLES = [
     "[session]",
     "[modules]",
     "[operator]",
-    "[operator.pin]",
+    "[operators]",
+    "[technician]",
+    "[technician.pin]",
 ]
 ODD_BYTES = [b"\x00", b"\xff", b"\xc3", b"\r", b"\n", b'"', b"[", b"]", b"=", b"\\", b"\t", b"#"]
 KEY_LINE = re.compile(r"^([A-Za-z_]+) = ")
@@ -190,10 +192,14 @@ def _nest_deep(rng: random.Random, lines: list[str]) -> None:
 
 
 def _switch_operator_on(rng: random.Random, lines: list[str]) -> None:
-    """Uncomment the example's [operator] table, with a hash or something else."""
+    """Uncomment the example's [operators] and [technician] tables, with hashes or
+    something else."""
     for i, line in enumerate(lines):
-        if line == "# [operator]":
-            lines[i] = "[operator]"
+        if line in ("# [operators]", "# [technician]"):
+            lines[i] = line.removeprefix("# ")
+        elif line.startswith(("# siti = ", "# budi = ")):
+            key = rng.choice([line[2:6], line[2:6], "1siti"])
+            lines[i] = f"{key} = {rng.choice(PIN_HASH_VALUES)}"
         elif line.startswith("# pin_hash = "):
             key = rng.choice(["pin_hash", "pin_hash", "pin"])
             lines[i] = f"{key} = {rng.choice(PIN_HASH_VALUES)}"

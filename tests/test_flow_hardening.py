@@ -20,12 +20,14 @@ from kiosk.operator_pin import (
     LOCK_SECONDS,
     MAX_LOCK_SECONDS,
     WRONG_TRIES_BEFORE_LOCK,
-    OperatorPin,
+    PinPad,
     hash_pin,
     parse_pin_hash,
 )
+from kiosk.staff import Desk
 
 PIN = "4821"
+INJURED = "operator.decision.injured"
 TODAY = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
 
@@ -36,11 +38,12 @@ def pin_hash() -> str:
 
 @pytest.fixture
 def operator_flow(make_flow, clock, pin_hash):
-    """make_flow with an operator PIN and a fixed date (28 November 2026)."""
+    """make_flow with an operator, siti, on duty and a fixed date (28 November 2026)."""
 
     def make(**options) -> EnrollmentFlow:
         flow = make_flow(**options)
-        flow.operator_pin = OperatorPin(pin_hash, clock=clock)
+        flow.desk = Desk({"siti": pin_hash, "budi": pin_hash}, clock=clock)
+        flow.desk.on_duty = "siti"
         flow._wall_clock = lambda: TODAY
         return flow
 
@@ -140,15 +143,24 @@ def test_ten_skipped_fingers_wait_for_the_operator_instead_of_saving(operator_fl
     assert flow.modules.indicators.current is Signal.ATTENTION
     assert store.count() == 0
 
-    assert not flow.operator_approve("0000")
+    assert not flow.operator_approve("budi", "0000", INJURED)
     assert flow.step is Step.OPERATOR and flow.problem == "operator.pin.wrong"
-    assert flow.operator_approve(PIN)
+    with pytest.raises(FlowError):  # a reason for another hold
+        flow.operator_approve("budi", PIN, "operator.decision.married")
+    assert flow.operator_approve("budi", PIN, INJURED)
     assert flow.step is Step.DONE
     manifest = stored_packet(store, flow.saved_id).manifest
     assert len(manifest["exceptions"]) == 10
+    assert manifest["operator"] == "siti"  # on duty when the citizen began
     assert manifest["operator_approvals"] == [
-        {"reason": "finger_exceptions", "approved_at": TODAY.isoformat()}
+        {
+            "reason": "finger_exceptions",
+            "approved_at": TODAY.isoformat(),
+            "operator": "budi",
+            "decision": "injured",
+        }
     ]
+    assert flow.desk.login is None  # the next decision needs a PIN again
 
 
 @pytest.mark.parametrize(("limit", "flagged", "held"), [(2, 2, False), (2, 3, True), (0, 1, True)])
@@ -183,41 +195,59 @@ def test_the_operator_can_send_the_citizen_back_to_retake(operator_flow, store):
     assert flow.step is Step.OPERATOR  # still seven: still the operator's call
 
 
-def test_without_a_provisioned_pin_nobody_can_approve(make_flow):
+def test_without_operators_nobody_can_approve(make_flow):
     flow = make_flow()
     to_fingerprints(flow)
     mark_all_remaining(flow)
     flow.modules.signature.sign()
     flow.submit_signature()
     flow.save()
-    assert not flow.operator_approve("")
-    assert not flow.operator_approve("1234")
+    assert not flow.operator_approve("siti", "", INJURED)
+    assert not flow.operator_approve("siti", "1234", INJURED)
     assert flow.step is Step.OPERATOR
 
 
+def test_with_operators_set_up_nobody_starts_until_one_is_on_duty(operator_flow):
+    flow = operator_flow()
+    flow.desk.on_duty = None
+    flow.start("id")
+    assert flow.step is Step.WELCOME and flow.notice is Notice.NO_OPERATOR
+    assert flow.desk.log_in("budi", PIN) is not None
+    flow.start("id")
+    assert flow.step is Step.NIK and flow.enrollment.supervisor == "budi"
+
+
+def test_wrong_pins_under_every_name_count_together(clock, pin_hash):
+    pad = PinPad({"siti": pin_hash, "budi": pin_hash}, clock=clock)
+    for name in ("siti", "budi", "nobody", "siti", "budi"):
+        assert not pad.verify(name, "9999")
+    assert pad.locked_for() == LOCK_SECONDS  # trying each name in turn gained nothing
+    assert not pad.verify("nobody", PIN)
+
+
 def test_wrong_pins_lock_the_pad_longer_each_time_until_the_right_one(clock, pin_hash):
-    pin = OperatorPin(pin_hash, clock=clock)
+    pin = PinPad({"siti": pin_hash}, clock=clock)
     for lockout in range(3):
         for _ in range(WRONG_TRIES_BEFORE_LOCK):
-            assert not pin.verify("9999")
-        assert not pin.verify(PIN)  # locked: even the right one is refused
+            assert not pin.verify("siti", "9999")
+        assert not pin.verify("siti", PIN)  # locked: even the right one is refused
         assert pin.locked_for() == LOCK_SECONDS * 2**lockout  # 60 s, 120 s, 240 s
         clock.advance(pin.locked_for())
-    assert pin.verify(PIN)
+    assert pin.verify("siti", PIN)
     for _ in range(WRONG_TRIES_BEFORE_LOCK):  # the right PIN starts the count afresh
-        assert not pin.verify("9999")
+        assert not pin.verify("siti", "9999")
     assert pin.locked_for() == LOCK_SECONDS
 
 
 def test_the_lockout_stops_growing_at_half_an_hour(clock, pin_hash):
-    pin = OperatorPin(pin_hash, clock=clock)
+    pin = PinPad({"siti": pin_hash}, clock=clock)
     for _ in range(8):
         for _ in range(WRONG_TRIES_BEFORE_LOCK):
-            pin.verify("9999")
+            pin.verify("siti", "9999")
         assert pin.locked_for() <= MAX_LOCK_SECONDS
         clock.advance(pin.locked_for())
     for _ in range(WRONG_TRIES_BEFORE_LOCK):
-        pin.verify("9999")
+        pin.verify("siti", "9999")
     assert pin.locked_for() == MAX_LOCK_SECONDS
 
 
@@ -261,7 +291,8 @@ def test_a_citizen_under_the_recording_age_waits_for_the_operator(operator_flow)
     assert flow.submit_nik(nik_born(29, 11, 2009, female=True)).ok  # 17 tomorrow
     assert flow.step is Step.OPERATOR
     assert flow.operator_reason is OperatorReason.UNDER_AGE
-    assert flow.operator_approve(PIN)  # e.g. married: the operator checked the papers
+    # married: the operator checked the papers
+    assert flow.operator_approve("siti", PIN, "operator.decision.married")
     assert flow.step is Step.CONSENT
     assert [a.reason for a in flow.enrollment.operator_approvals] == ["under_age"]
 

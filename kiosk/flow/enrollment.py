@@ -84,6 +84,8 @@ class OperatorApproval:
 
     reason: str  # an OperatorReason value, e.g. "under_age"
     approved_at: datetime
+    operator: str  # who approved, by their name in the station file
+    decision: str  # why, as the operator picked it: an "operator.decision.*" i18n key
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Enrollment:
     step_seconds: dict[str, float] = field(default_factory=dict)
     sequence: int = 0  # the station's enrollment counter, see new_enrollment_id
     operator_approvals: list[OperatorApproval] = field(default_factory=list)
+    supervisor: str | None = None  # the operator on duty when the citizen began
     # what could not be captured because its module was down: kind -> reason;
     # the enrollment is saved marked incomplete and the citizen returns for it
     missing: dict[str, str] = field(default_factory=dict)

@@ -57,7 +57,6 @@ from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
 from kiosk.flow.nik import NikCheck, check_nik
 from kiosk.health.station import StationModules
 from kiosk.i18n import DEFAULT_LANGUAGE, LANGUAGES
-from kiosk.operator_pin import OperatorPin
 from kiosk.packet.build import build_packet
 from kiosk.quality.face import FaceQuality, assess_face, background_colour_for
 from kiosk.quality.fingerprint import SensorSignals, assess_fingerprint
@@ -69,6 +68,7 @@ from kiosk.quality.signature import (
     normalise_signature,
     render_signature,
 )
+from kiosk.staff import Desk, Role
 from kiosk.store import EnrollmentSink
 
 log = logging.getLogger(__name__)
@@ -109,12 +109,25 @@ class OperatorReason(enum.StrEnum):
     FINGER_EXCEPTIONS = "finger_exceptions"  # more fingers flagged than the station allows
 
 
+# What an operator may give as the reason for letting each hold go on (i18n keys,
+# recorded in the packet): the hub can tell a married minor from a mistake.
+DECISIONS: dict[OperatorReason, tuple[str, ...]] = {
+    OperatorReason.UNDER_AGE: ("operator.decision.married", "operator.decision.age_document"),
+    OperatorReason.FINGER_EXCEPTIONS: (
+        "operator.decision.amputated",
+        "operator.decision.injured",
+        "operator.decision.worn",
+    ),
+}
+
+
 class Notice(enum.StrEnum):
     """What the welcome screen says about the session that just ended (i18n keys)."""
 
     DECLINED = "welcome.notice.declined"
     TIMED_OUT = "welcome.notice.timed_out"
     NO_ROOM = "welcome.notice.no_room"  # the disk is full: nobody may start
+    NO_OPERATOR = "welcome.notice.no_operator"  # nobody on duty: nobody may start
 
 
 # the module each capturing step needs
@@ -156,7 +169,8 @@ class EnrollmentFlow:
         language: str = DEFAULT_LANGUAGE,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        operator_pin: OperatorPin | None = None,
+        desk: Desk | None = None,
+        on_saved: Callable[[Enrollment], None] | None = None,
         report_fault: Callable[[ModuleKind, Exception], None] | None = None,
     ) -> None:
         self.station_id = station_id
@@ -178,7 +192,8 @@ class EnrollmentFlow:
         self.fault: ModuleKind | None = None
         self.returning_to_review = False
         self.saved_id: str | None = None
-        self.operator_pin = operator_pin
+        self.desk = desk  # the operators' PINs and who is on duty; None: no operators
+        self.on_saved = on_saved  # counts the day's figures
         self.operator_reason: OperatorReason | None = None
         self._after_operator: Step | None = None  # where an approval continues
         self.notice: Notice | None = None
@@ -278,6 +293,11 @@ class EnrollmentFlow:
         operator, before the citizen gives ten fingers for nothing."""
         with self._lock:
             self._require(Step.WELCOME)
+            if self.desk is not None and self.desk.waiting_for_duty:
+                self.notice = Notice.NO_OPERATOR
+                self._notice_at = self._clock()
+                self._changed()
+                return
             if not self.sink.has_room():
                 log.error("no room on disk for another enrollment: not starting")
                 self.notice = Notice.NO_ROOM
@@ -295,6 +315,7 @@ class EnrollmentFlow:
                 now,
                 self.language,
                 sequence=self._sequence,
+                supervisor=self.desk.on_duty if self.desk is not None else None,
             )
             self.saved_id = None
             self.notice = None
@@ -427,19 +448,36 @@ class EnrollmentFlow:
             self._signal(Signal.ATTENTION)
         self._changed()
 
-    def operator_approve(self, pin: str) -> bool:
-        """The operator lets the enrollment go on past ``operator_reason``.
-        False (and nothing changes) for a wrong PIN or none provisioned."""
+    def operator_approve(self, name: str, pin: str, decision: str) -> bool:
+        """Operator ``name`` lets the enrollment go on past ``operator_reason``, for
+        ``decision`` (an ``operator.decision.*`` key they picked). False (and nothing
+        changes) for a wrong PIN, or no operators set up."""
+        with self._lock:
+            self._require(Step.OPERATOR)
+            if decision not in DECISIONS[self.operator_reason]:
+                raise FlowError(f"{decision!r} is not a decision for {self.operator_reason}")
+            self._last_activity = self._clock()
+        # Argon2 takes a moment: the flow is not held meanwhile
+        login = self.desk.log_in(name, pin) if self.desk is not None else None
         with self._lock:
             enrollment = self._require(Step.OPERATOR)
-            self._last_activity = self._clock()
-            if self.operator_pin is None or not self.operator_pin.verify(pin):
+            if login is None or login.role is not Role.OPERATOR:
                 self.problem = "operator.pin.wrong"
                 result = False
             else:
-                approval = OperatorApproval(str(self.operator_reason), self._wall_clock())
+                approval = OperatorApproval(
+                    str(self.operator_reason), self._wall_clock(), name, decision
+                )
                 enrollment.operator_approvals.append(approval)
-                log.info("operator approved %s: %s", enrollment.enrollment_id, approval.reason)
+                log.info(
+                    "operator %s approved %s: %s (%s)",
+                    name,
+                    enrollment.enrollment_id,
+                    approval.reason,
+                    decision,
+                )
+                self.desk.log_out()  # the decision is made; the next one needs the PIN again
+                self.operator_called = False
                 then, self.operator_reason, self._after_operator = self._after_operator, None, None
                 if then is Step.DONE:
                     self._go(Step.REVIEW)
@@ -792,6 +830,8 @@ class EnrollmentFlow:
             " ".join(f"{step}={sec:.1f}s" for step, sec in enrollment.step_seconds.items()),
         )
         self.saved_id = enrollment.enrollment_id
+        if self.on_saved is not None:
+            self.on_saved(enrollment)
         self._signal(Signal.SUCCESS)
         return self.saved_id
 

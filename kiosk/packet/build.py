@@ -149,7 +149,7 @@ def build_packet(enrollment: Enrollment, finished_at: datetime) -> Packet:
         "sequence": enrollment.sequence,
         "software": f"rekam-kiosk {__version__}",
         "station": {"id": enrollment.station_id},
-        "operator": None,  # operator login comes with the operator console
+        "operator": enrollment.supervisor,
         "nik": nik.digits,
         "language": enrollment.language,
         "consent": {
@@ -171,7 +171,12 @@ def build_packet(enrollment: Enrollment, finished_at: datetime) -> Packet:
             for r in enrollment.flagged_fingers
         ],
         "operator_approvals": [
-            {"reason": a.reason, "approved_at": a.approved_at.isoformat()}
+            {
+                "reason": a.reason,
+                "approved_at": a.approved_at.isoformat(),
+                "operator": a.operator,
+                "decision": a.decision.removeprefix("operator.decision."),
+            }
             for a in enrollment.operator_approvals
         ],
         "modules": units.listed,

@@ -14,7 +14,8 @@ from kiosk.drivers.base import FingerPhase, ModuleKind
 from kiosk.flow.fingers import Finger, FingerException
 from kiosk.flow.machine import Step
 from kiosk.i18n import Translator
-from kiosk.operator_pin import OperatorPin, hash_pin
+from kiosk.operator_pin import hash_pin
+from kiosk.staff import Desk
 
 pytestmark = pytest.mark.ui
 ID = Translator("id")
@@ -201,13 +202,18 @@ def test_the_review_shows_the_nik_and_it_can_be_corrected(kiosk):
 
 def test_a_young_citizen_waits_for_the_operator_who_approves_with_the_pin(kiosk):
     flow = kiosk.attach()
-    flow.operator_pin = OperatorPin(hash_pin("2468"))
+    flow.desk = Desk({"siti": hash_pin("2468"), "budi": hash_pin("1357")})
+    flow.desk.on_duty = "siti"
     kiosk.tap(kiosk.widget("start_id"))
     kiosk.wait_for_step(Step.NIK)
     kiosk.type_nik(UNDER_AGE_NIK)
     kiosk.tap(kiosk.widget("ok"))
     kiosk.wait_for_step(Step.OPERATOR)
     assert kiosk.shows(ID("operator.reason.under_age", age=16))
+    names = kiosk.widget("names").children
+    assert [b.text for b in names if b.chosen] == ["siti"]  # on duty: chosen already
+    kiosk.tap([b for b in names if b.text == "budi"][0])
+    kiosk.tap(kiosk.widget("decisions").children[-1])  # the first: married
     keypad = kiosk.widget("keypad")
     for digit in "1111":
         kiosk.tap(kiosk._key(digit), settle=0)
@@ -217,11 +223,18 @@ def test_a_young_citizen_waits_for_the_operator_who_approves_with_the_pin(kiosk)
         lambda: kiosk.widget("problem").text == ID("operator.pin.wrong"), what="the PIN refused"
     )
     assert kiosk.flow.step is Step.OPERATOR
-    for digit in "2468":
+    for digit in "2468":  # siti's PIN under budi's name
+        kiosk.tap(kiosk._key(digit), settle=0)
+    kiosk.tap(keypad.ids.ok)
+    kiosk.wait_for(lambda: kiosk.flow.desk.pad._wrong == 2, what="the second refusal")
+    assert kiosk.flow.step is Step.OPERATOR
+    for digit in "1357":
         kiosk.tap(kiosk._key(digit), settle=0)
     kiosk.tap(keypad.ids.ok)
     kiosk.wait_for_step(Step.CONSENT)
-    assert [a.reason for a in kiosk.flow.enrollment.operator_approvals] == ["under_age"]
+    [approval] = kiosk.flow.enrollment.operator_approvals
+    assert (approval.reason, approval.operator) == ("under_age", "budi")
+    assert approval.decision == "operator.decision.married"
 
 
 def test_the_simulation_badge_reads_as_a_label_not_a_button(kiosk):

@@ -7,11 +7,14 @@ import pytest
 from test_enrollment_ui import walk_to_review
 from test_monkey import UNDER_AGE_NIK
 
+from kiosk.config import SIMULATION_PATH, load_config
 from kiosk.flow.machine import Step
+from kiosk.staff import Desk
 
 pytestmark = pytest.mark.ui
 
 MIN_TARGET_MM = 9.0
+SIMULATION_PIN_HASH = load_config(SIMULATION_PATH).operators["siti"]
 # pixels per millimetre of each panel's active area
 PANELS = {
     (800, 480): 800 / 154.08,  # Raspberry Pi Touch Display, 7 inch
@@ -65,6 +68,8 @@ def test_every_screen_fits_and_has_big_touch_targets(kiosk, size):
     kiosk.wait_for_step(Step.DONE)
     check_screen(kiosk, size, seen)
     flow = kiosk.attach()
+    flow.desk = Desk({"siti": SIMULATION_PIN_HASH, "budi": SIMULATION_PIN_HASH})
+    flow.desk.on_duty = "siti"
     flow.start("id")
     flow.submit_nik(UNDER_AGE_NIK)
     kiosk.wait_for_step(Step.OPERATOR)

@@ -1,10 +1,11 @@
-"""Welcome: the citizen picks a language, which starts the enrollment."""
+"""Welcome: the citizen picks a language, which starts the enrollment; a small
+button in the corner lets the officer or technician log in."""
 
 from pathlib import Path
 
-from kivy.properties import StringProperty
+from kivy.properties import BooleanProperty, StringProperty
 
-from kiosk.flow.machine import Step
+from kiosk.flow.machine import Notice, Step
 from kiosk.screens.base import KioskScreen, moves_forward
 
 
@@ -12,9 +13,18 @@ class WelcomeScreen(KioskScreen):
     step = Step.WELCOME
     kv = Path(__file__).with_suffix(".kv")
     notice = StringProperty("")  # i18n key: what became of the last session
+    staffed = BooleanProperty(False)  # operators or a technician can log in here
 
     def refresh(self) -> None:
-        self.notice = str(self.flow.notice or "")
+        desk = self.flow.desk
+        self.staffed = desk is not None
+        waiting = desk is not None and desk.waiting_for_duty
+        self.notice = str(self.flow.notice or (Notice.NO_OPERATOR if waiting else ""))
+
+    @moves_forward
+    def staff_login(self) -> None:
+        """The small officer button: the PIN pad, then the officer's or technician's screen."""
+        self.app.open_station("login")
 
     @moves_forward
     def start(self, language: str) -> None:
