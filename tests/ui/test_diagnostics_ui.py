@@ -254,3 +254,45 @@ def test_every_tab_fits_in_both_languages(kiosk, diagnostics, tmp_path, size):
     kiosk.flow.set_language("id")
     Window.size = (800, 480)
     assert not found, "\n".join(found)
+
+
+def test_under_supervision_the_rows_show_the_kiosks_own_view(kiosk, diagnostics, tmp_path):
+    from support import wait_until
+
+    from kiosk.drivers.camera.fake import FakeCamera
+    from kiosk.drivers.fingerprint.fake import FakeFingerprintReader
+    from kiosk.drivers.indicators.fake import FakeIndicators
+    from kiosk.drivers.signature.fake import FakeSignaturePad
+    from kiosk.health.supervisor import ModuleStatus, StationSupervisor
+    from kiosk.screens.diagnostics.diagnostics import DANGER, GO
+
+    screen = diagnostics(fingerprint=("unplugged",))
+    factories = {
+        "camera": FakeCamera,
+        "fingerprint": lambda: FakeFingerprintReader(script=["unplugged"]),
+        "signature": FakeSignaturePad,
+        "indicators": FakeIndicators,
+    }
+    supervision = StationSupervisor(
+        factories, kiosk.flow.modules, tmp_path / "data", poll_s=0.05, backoff=(0.05, 0.2)
+    )
+    supervision.start()
+    try:
+        wait_until(
+            lambda: all(s is not ModuleStatus.STARTING for s, _, _ in supervision.status().values())
+        )
+        kiosk.app.station.supervision = supervision
+        screen._loaded_at = 0.0  # read the audit log the supervision has written
+        kiosk.pump(1.2)  # the next refresh
+        camera, reader = screen.rows["camera"], screen.rows["fingerprint"]
+        assert camera.title == "Kamera: aktif" and tuple(camera.tone) == GO
+        assert camera.last_test.startswith("Uji mandiri LULUS ")  # as it came up
+        assert reader.title == "Pembaca sidik jari: mati" and tuple(reader.tone) == DANGER
+        assert reader.last_test.startswith("Uji mandiri GAGAL ")
+        kiosk.tap(kiosk.widget("tab_inventory"))
+        assert "SIM-CAM-0001 [simulated], terpasang" in screen.inventory_text
+        kiosk.tap(kiosk.widget("tab_log"))
+        assert "Pembaca sidik jari: gagal uji mandiri" in screen.log_text
+    finally:
+        kiosk.app.station.supervision = None
+        supervision.stop()
