@@ -1,0 +1,56 @@
+#!/bin/bash
+# pi-gen feeds this to `bash -e` inside the image (on_chroot); 00-run.sh has put the
+# kiosk's wheel, the units and (for the CI harness) a wheelhouse in /var/cache/rekam-kiosk-install.
+set -euo pipefail
+
+install_dir=/var/cache/rekam-kiosk-install
+venv=/opt/rekam-kiosk/venv
+
+# the kiosk's user and the groups its devices need (video: cameras; dialout: serial
+# fingerprint readers; gpio: lights and buttons; render: the GPU; input: the
+# touchscreen; audio: the voice); Raspberry Pi OS has most, plain Debian not all
+groups=(video dialout gpio render input audio)
+for group in "${groups[@]}"; do
+    getent group "${group}" >/dev/null || groupadd --system "${group}"
+done
+if ! getent passwd kiosk >/dev/null; then
+    useradd --system --user-group --home-dir /var/lib/rekam-kiosk --no-create-home \
+        --shell /usr/sbin/nologin --comment "Rekam kiosk" kiosk
+fi
+usermod --append --groups "$(
+    IFS=,
+    echo "${groups[*]}"
+)" kiosk
+
+# The kiosk in its own environment that also sees the system's packages: picamera2 and
+# lgpio come from the Raspberry Pi archive, built for the Pi, and are not on PyPI.
+python3 -m venv --system-site-packages "${venv}"
+pip_args=(--no-cache-dir --disable-pip-version-check --no-input)
+if [ -n "$(find "${install_dir}/wheelhouse" -mindepth 1 -print -quit)" ]; then
+    # the CI harness: every dependency from the wheels it downloaded, nothing from PyPI
+    pip_args+=(--no-index --find-links "${install_dir}/wheelhouse")
+fi
+"${venv}/bin/pip" install "${pip_args[@]}" "${install_dir}"/wheels/*.whl
+"${venv}/bin/kiosk" --version
+
+# the station file lives on the data partition, so provisioning survives a read-only root
+if [ -d /etc/rekam-kiosk ] && [ ! -L /etc/rekam-kiosk ]; then
+    rmdir /etc/rekam-kiosk
+fi
+ln -sfn /var/lib/rekam-kiosk/config /etc/rekam-kiosk
+
+# every unit from the checkout's systemd/ (whatever it holds), and the data partition's
+for unit in "${install_dir}"/units/*.service; do
+    systemctl enable "$(basename "${unit}")"
+done
+
+# no SSH on a station: masked, so neither /boot/firmware/ssh nor raspi-config turns it on
+for unit in ssh.service ssh.socket sshswitch.service regenerate_ssh_host_keys.service; do
+    systemctl mask "${unit}"
+done
+# the root is not grown at first boot (00-run.sh): the data partition takes the space
+if [ -e /usr/lib/systemd/system/rpi-resize.service ]; then
+    systemctl disable rpi-resize.service
+fi
+
+rm -rf "${install_dir}"

@@ -1,0 +1,236 @@
+"""image-build/: the pi-gen stage run by image-build/test-harness.sh on a Debian bookworm
+arm64 root (debootstrap, minbase) under qemu-user emulation, then the root checked: the
+kiosk runs, its units are enabled and verify, the kiosk user and groups, SSH masked, the
+read-only root and the data partition, the watchdog, the journal, one touch provider.
+
+The Raspberry Pi archive is out of reach here: what only a real pi-gen build checks is
+listed in docs/image-build.md. Needs root (CI runs as root), debootstrap and
+qemu-user-static (bootstrap.sh installs them), deb.debian.org and PyPI."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+HARNESS = REPO / "image-build" / "test-harness.sh"
+STAGE_FILES = REPO / "image-build" / "stage-kiosk" / "00-kiosk" / "files"
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+VENV = "/opt/rekam-kiosk/venv"
+KIOSK_GROUPS = {"video", "dialout", "gpio", "render", "input", "audio"}
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="debootstrap, chroot and binfmt_misc need root (CI runs as root)"
+)
+
+
+@pytest.fixture(scope="module")
+def aarch64_emulation():
+    """qemu-aarch64 registered in binfmt_misc (with the F flag, so it works in a chroot);
+    what the fixture mounted or registered is undone afterwards."""
+    for tool in ("debootstrap", "qemu-aarch64-static", "update-binfmts"):
+        assert shutil.which(tool), f"{tool} is missing: ./bootstrap.sh test installs it"
+    mounted = registered = False
+    if not (BINFMT / "status").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=True)
+        mounted = True
+    try:
+        if not (BINFMT / "qemu-aarch64").exists():
+            subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], check=True)
+            registered = True
+        flags = (BINFMT / "qemu-aarch64").read_text()
+        assert "enabled" in flags and "F" in flags.split("flags:")[1].split()[0], flags
+        yield
+    finally:
+        if registered:
+            subprocess.run(["update-binfmts", "--disable", "qemu-aarch64"], check=False)
+        if mounted:
+            subprocess.run(["umount", str(BINFMT)], check=False)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mounts") as mounts:
+        return [line.split()[1] for line in mounts if line.split()[1].startswith(f"{path}/")]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, aarch64_emulation):
+    """The image's root after our stage ran on it; deleted afterwards (about 1 GB)."""
+    work = tmp_path_factory.mktemp("image-build")
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [str(HARNESS), str(work), sys.executable],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        print(f"test-harness.sh: {time.monotonic() - started:.0f} s")
+        print(result.stderr[-3000:])
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+        assert _mounts_under(work) == []  # the harness unmounted everything it mounted
+        yield work / "rootfs"
+    finally:
+        for target in sorted(_mounts_under(work), reverse=True):
+            subprocess.run(["umount", "--lazy", target], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _in_root(root: Path, *command: str, env: dict[str, str] | None = None):
+    """``command`` inside the root, under emulation."""
+    return subprocess.run(
+        ["chroot", str(root), *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", **(env or {})},
+    )
+
+
+def _units() -> list[str]:
+    """Every unit the image installs: all of systemd/, and the data partition's."""
+    ours = sorted(unit.name for unit in (REPO / "systemd").glob("*.service"))
+    return [*ours, "rekam-data-partition.service"]
+
+
+def _ini(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd's keys are case-sensitive
+    parser.read(path)
+    return parser
+
+
+def test_the_kiosk_runs_under_emulation(root):
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    result = _in_root(root, f"{VENV}/bin/kiosk", "--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"rekam-kiosk {version}"), result
+    result = _in_root(root, f"{VENV}/bin/python", "-c", "import kiosk.cli, kiosk.packet, kivy")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_environment_sees_the_systems_packages_and_misses_only_wsq(root):
+    assert "include-system-site-packages = true" in (root / VENV[1:] / "pyvenv.cfg").read_text()
+    # wsq has no aarch64 wheel: the real build compiles it, the harness does not
+    result = _in_root(root, f"{VENV}/bin/pip", "check", "--disable-pip-version-check")
+    missing = [line for line in result.stdout.splitlines() if line.strip()]
+    assert missing == ["rekam-kiosk 0.1.0 requires wsq, which is not installed."], result.stdout
+
+
+def test_every_unit_is_installed_and_enabled(root):
+    for name in _units():
+        unit = root / "etc/systemd/system" / name
+        assert unit.is_file(), name
+        for target in _ini(unit)["Install"]["WantedBy"].split():
+            link = root / "etc/systemd/system" / f"{target}.wants" / name
+            assert link.is_symlink(), link
+
+
+def test_the_units_verify_without_a_word(root):
+    result = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", *_units()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_the_kiosk_user_has_its_groups(root):
+    users = {line.split(":")[0]: line.split(":") for line in (root / "etc/passwd").open()}
+    assert users["kiosk"][5:] == ["/var/lib/rekam-kiosk", "/usr/sbin/nologin\n"]
+    assert int(users["kiosk"][2]) < 1000  # a system user
+    members = {}
+    for line in (root / "etc/group").read_text().splitlines():
+        name, _, _, users_of_group = line.split(":")
+        members[name] = set(users_of_group.split(","))
+    assert {group for group in KIOSK_GROUPS if "kiosk" in members.get(group, ())} == KIOSK_GROUPS
+
+
+def test_ssh_is_masked(root):
+    for name in ("ssh.service", "ssh.socket", "sshswitch.service"):
+        assert os.readlink(root / "etc/systemd/system" / name) == "/dev/null", name
+
+
+def test_the_root_is_read_only_and_the_data_partition_persists(root):
+    overlay = (root / "etc/overlayroot.local.conf").read_text()
+    assert 'overlayroot="tmpfs:recurse=0"' in overlay.splitlines()  # recurse=0: not the data
+    assert (root / "usr/share/initramfs-tools/scripts/init-bottom/overlayroot").is_file()
+    data = [line.split() for line in (root / "etc/fstab").open() if "rekam-data" in line]
+    assert len(data) == 1
+    source, mount_point, kind, options = data[0][:4]
+    assert (source, mount_point, kind) == ("LABEL=rekam-data", "/var/lib/rekam-kiosk", "ext4")
+    assert "nofail" not in options  # never the kiosk writing to RAM instead
+    assert os.readlink(root / "etc/rekam-kiosk") == "/var/lib/rekam-kiosk/config"
+    # the root must not grow into the space the data partition takes at first boot
+    assert "firstboot" not in (root / "boot/firmware/cmdline.txt").read_text()
+    assert os.access(root / "usr/local/lib/rekam-kiosk/make-data-partition", os.X_OK)
+
+
+def test_the_folders_on_the_data_partition_are_the_kiosks(root):
+    result = subprocess.run(
+        ["systemd-tmpfiles", f"--root={root}", "--create", "/etc/tmpfiles.d/rekam-kiosk.conf"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    kiosk = next(line for line in (root / "etc/passwd").open() if line.startswith("kiosk:"))
+    kiosk_uid = int(kiosk.split(":")[2])
+    for folder, mode in (("", 0o700), ("config", 0o750), ("kivy", 0o700)):
+        status = (root / "var/lib/rekam-kiosk" / folder).stat()
+        assert (status.st_uid, status.st_mode & 0o777) == (kiosk_uid, mode), folder
+    link = root / "var/lib/rekam-kiosk/kivy/config.ini"
+    assert os.readlink(link) == "/usr/local/share/rekam-kiosk/kivy-config.ini"
+
+
+def test_kivy_reads_exactly_one_touch_provider(root):
+    home = root / "tmp/kivy-home"
+    home.mkdir()
+    shutil.copy(root / "usr/local/share/rekam-kiosk/kivy-config.ini", home / "config.ini")
+    script = (
+        "import json; from kivy.config import Config;"
+        "print(json.dumps({key: Config.get('input', key) for key in Config.options('input')}))"
+    )
+    result = _in_root(
+        root,
+        f"{VENV}/bin/python",
+        "-c",
+        script,
+        env={"KIVY_HOME": "/tmp/kivy-home", "KIVY_NO_ARGS": "1", "KIVY_NO_CONSOLELOG": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    # an older config_version would make Kivy add its defaults (mouse, probesysfs) here
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "mtdev_%(name)s": "probesysfs,provider=mtdev"
+    }
+    assert (home / "config.ini").read_text() == (STAGE_FILES / "kivy-config.ini").read_text()
+
+
+def test_the_hardware_watchdog_is_on_and_fed(root):
+    config_txt = (root / "boot/firmware/config.txt").read_text().splitlines()
+    at = config_txt.index("dtparam=watchdog=on")
+    sections = [line for line in config_txt[:at] if line.startswith("[")]
+    assert sections[-1] == "[all]"  # for every model
+    manager = _ini(root / "etc/systemd/system.conf.d/rekam-watchdog.conf")["Manager"]
+    assert manager["RuntimeWatchdogSec"] == "15" and manager["RebootWatchdogSec"]
+
+
+def test_the_journal_stays_in_ram(root):
+    journal = _ini(root / "etc/systemd/journald.conf.d/rekam-kiosk.conf")["Journal"]
+    assert journal["Storage"] == "volatile" and journal["RuntimeMaxUse"]
+
+
+def test_the_install_leftovers_are_gone(root):
+    assert not (root / "var/cache/rekam-kiosk-install").exists()
