@@ -53,6 +53,8 @@ def diagnostics(kiosk, tmp_path) -> Iterator:
         app.station = StationServices(config=config, modules=flow.modules)
         app.open_station("diagnostics")
         kiosk.pump(0.2)
+        # a touch while the screen manager is still switching is dropped: wait it out
+        kiosk.wait_for(lambda: not app.root.transition.is_active, what="the switch")
         assert kiosk.screen.name == "diagnostics"
         return kiosk.screen
 
@@ -296,3 +298,34 @@ def test_under_supervision_the_rows_show_the_kiosks_own_view(kiosk, diagnostics,
     finally:
         kiosk.app.station.supervision = None
         supervision.stop()
+
+
+def test_the_technicians_pin_on_the_login_screen_opens_the_diagnostics(kiosk, tmp_path):
+    from kiosk.screens.station import StationServices
+    from kiosk.staff import Desk
+
+    app = kiosk.app
+    before = app.station
+    flow = kiosk.attach()
+    flow.desk = Desk({}, technician_hash())
+    app.station = StationServices(config=load_config(station_file(tmp_path)), modules=flow.modules)
+    try:
+        kiosk.screen.refresh()  # the welcome screen shows its staff button
+        kiosk.pump(0.2)
+        kiosk.tap(kiosk.widget("staff_login"))
+        kiosk.wait_for(lambda: kiosk.screen.name == "login", what="the login screen")
+        kiosk.pump(0.2)
+        [technician] = kiosk.widget("names").children  # the only name: chosen already
+        assert technician.chosen
+        for digit in TECHNICIAN_PIN:
+            kiosk.tap(kiosk._key(digit), settle=0)
+        kiosk.tap(kiosk._key(kiosk.widget("keypad").ok_text))
+        kiosk.wait_for(lambda: kiosk.screen.name == "diagnostics", what="the diagnostics")
+        assert kiosk.screen.tab == "modules" and len(kiosk.screen.rows) == 4
+        # a touch while the screen manager is still switching is dropped: wait it out
+        kiosk.wait_for(lambda: not kiosk.app.root.transition.is_active, what="the switch")
+        kiosk.tap(kiosk.widget("close"))
+        kiosk.wait_for(lambda: kiosk.screen.name == Step.WELCOME, what="the welcome screen")
+    finally:
+        app.close_station()
+        app.station = before
