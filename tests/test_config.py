@@ -483,7 +483,8 @@ UNKNOWN = {
     "unknown top-level table": (
         STATION + '\n[network]\nhub = "https://hub.example"\n',
         "network",
-        "one of station, modules, session, operators, technician, hub, store, voice; got an unknown table",
+        "one of station, modules, session, operators, technician, hub, store, voice; "
+        "got an unknown table",
     ),
     "misspelt station table": (
         STATION.replace("[station]", "[stations]"),
@@ -493,7 +494,8 @@ UNKNOWN = {
     "unknown top-level key": (
         "debug = true\n" + STATION,
         "debug",
-        "one of station, modules, session, operators, technician, hub, store, voice; got an unknown key",
+        "one of station, modules, session, operators, technician, hub, store, voice; "
+        "got an unknown key",
     ),
     "misspelt driver key": (
         edited('[modules.indicators]\ndriver = "fake"', '[modules.indicators]\ndrvier = "fake"'),

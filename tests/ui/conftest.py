@@ -148,6 +148,9 @@ class Kiosk:
         dialog it is on first, as a person who reads before touching would."""
         if patient:
             self.wait_guard(widget)
+            # a touch is stamped with its frame's start (Kivy's Clock): a touch made in
+            # the frame that showed the screen would count as begun before it
+            self.loop.idle()
         self.tap_at(*widget.to_window(*widget.center), settle=settle)
 
     def wait_guard(self, widget) -> None:
@@ -221,7 +224,9 @@ def kiosk(running_app, tmp_path) -> Iterator[Kiosk]:
     harness = Kiosk(running_app)
     stores = []
 
-    def attach(clock=None, session=None, station_id="UI-01", **options) -> EnrollmentFlow:
+    def attach(
+        clock=None, session=None, station_id="UI-01", desk=None, **options
+    ) -> EnrollmentFlow:
         store = EnrollmentStore(tmp_path / f"store-{len(stores)}", test_sealer(station_id))
         stores.append(store)
         flow = EnrollmentFlow(
@@ -231,6 +236,7 @@ def kiosk(running_app, tmp_path) -> Iterator[Kiosk]:
             session=session or SessionConfig(),
             clock=clock or time.monotonic,
             wall_clock=lambda: FIXED_DATE,  # the same receipt in every screenshot
+            desk=desk,
         )
         running_app.attach(flow)
         harness.store = store

@@ -212,7 +212,7 @@ def test_a_young_citizen_waits_for_the_operator_who_approves_with_the_pin(kiosk)
     assert kiosk.shows(ID("operator.reason.under_age", age=16))
     names = kiosk.widget("names").children
     assert [b.text for b in names if b.chosen] == ["siti"]  # on duty: chosen already
-    kiosk.tap([b for b in names if b.text == "budi"][0])
+    kiosk.tap(next(b for b in names if b.text == "budi"))
     kiosk.tap(kiosk.widget("decisions").children[-1])  # the first: married
     keypad = kiosk.widget("keypad")
     for digit in "1111":

@@ -19,7 +19,10 @@ class WelcomeScreen(KioskScreen):
         desk = self.flow.desk
         self.staffed = desk is not None
         waiting = desk is not None and desk.waiting_for_duty
-        self.notice = str(self.flow.notice or (Notice.NO_OPERATOR if waiting else ""))
+        notice = self.flow.notice
+        if notice is Notice.NO_OPERATOR or notice is None:  # said while nobody is on duty
+            notice = Notice.NO_OPERATOR if waiting else None
+        self.notice = str(notice or "")
 
     @moves_forward
     def staff_login(self) -> None:
