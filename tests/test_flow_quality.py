@@ -13,10 +13,12 @@ from kiosk.config import SessionConfig
 from kiosk.drivers.base import Signal
 from kiosk.errors import FlowError
 from kiosk.flow.fingers import FINGER_ORDER, Finger, FingerException
-from kiosk.flow.machine import REPEATED_FINGER, SIGNATURE_IMAGE_SIZE, Step
+from kiosk.flow.machine import REPEATED_FINGER, SIGNATURE_IMAGE_SIZE, OperatorReason, Step
 from kiosk.flow.nik import check_nik
+from kiosk.operator_pin import hash_pin
 from kiosk.quality.face import assess_face, background_colour_for
 from kiosk.quality.portrait import BACKGROUND_RGB, PORTRAIT_SIZE
+from kiosk.staff import Desk
 
 QUICK = SessionConfig(face_try_s=0.6)  # a try's live guidance, kept short for the tests
 
@@ -165,3 +167,45 @@ def test_the_signature_fills_the_standard_image_wherever_it_was_drawn(make_flow)
     assert abs((left + right) / 2 - image.shape[1] / 2) < 0.05 * image.shape[1]
     # the strokes kept for the packet are the ones drawn, with their times
     assert flow.enrollment.signature.capture.strokes[0][1][2] == pytest.approx(0.01)
+
+
+def face_that_never_passes(make_flow, pin_hash):
+    """A citizen whose photos all fail (dark), at a station with an officer on duty."""
+    flow = make_flow(session=SessionConfig(face_try_s=0.3, face_tries=2), camera=("dark",) * 4)
+    flow.desk = Desk({"siti": pin_hash})
+    flow.desk.on_duty = "siti"
+    to_face(flow)
+    with pytest.raises(FlowError):  # tries are left: the citizen tries first
+        flow.ask_officer_about_face()
+    while flow.tries_left:
+        assert not flow.capture_face().accepted
+    return flow
+
+
+@pytest.fixture(scope="module")
+def pin_hash() -> str:
+    return hash_pin("4821")
+
+
+def test_when_no_photo_passes_the_officer_may_accept_the_last_one(make_flow, pin_hash):
+    flow = face_that_never_passes(make_flow, pin_hash)
+    held = flow.face_for_officer
+    assert held is not None and held.image.shape == (PORTRAIT_SIZE[1], PORTRAIT_SIZE[0], 3)
+    assert not held.quality.ok
+    flow.ask_officer_about_face()
+    assert flow.step is Step.OPERATOR and flow.operator_reason is OperatorReason.FACE_QUALITY
+    with pytest.raises(FlowError):
+        flow.operator_approve("siti", "4821", "operator.decision.married")  # not a face reason
+    assert flow.operator_approve("siti", "4821", "operator.decision.glasses_needed")
+    assert flow.step is Step.FINGERPRINTS and flow.current_finger is FINGER_ORDER[0]
+    assert flow.enrollment.face is held and flow.face_for_officer is None
+    [approval] = flow.enrollment.operator_approvals
+    assert (approval.reason, approval.operator) == ("face_quality", "siti")
+
+
+def test_the_officer_may_send_the_citizen_back_for_more_photos(make_flow, pin_hash):
+    flow = face_that_never_passes(make_flow, pin_hash)
+    flow.ask_officer_about_face()
+    flow.operator_return()
+    assert flow.step is Step.FACE and flow.tries_left == 2
+    assert flow.enrollment.face is None and flow.face_for_officer is None

@@ -107,6 +107,7 @@ class OperatorReason(enum.StrEnum):
 
     UNDER_AGE = "under_age"  # younger than the recording age: married minors may still enroll
     FINGER_EXCEPTIONS = "finger_exceptions"  # more fingers flagged than the station allows
+    FACE_QUALITY = "face_quality"  # no photo passed every check: the officer may accept one
 
 
 # What an operator may give as the reason for letting each hold go on (i18n keys,
@@ -117,6 +118,11 @@ DECISIONS: dict[OperatorReason, tuple[str, ...]] = {
         "operator.decision.amputated",
         "operator.decision.injured",
         "operator.decision.worn",
+    ),
+    OperatorReason.FACE_QUALITY: (
+        "operator.decision.face_condition",
+        "operator.decision.glasses_needed",
+        "operator.decision.best_possible",
     ),
 }
 
@@ -187,6 +193,7 @@ class EnrollmentFlow:
         self.enrollment: Enrollment | None = None
         self.current_finger: Finger | None = None
         self.face_pending: FaceRecord | None = None  # a portrait waiting for the citizen's yes
+        self.face_for_officer: FaceRecord | None = None  # the last photo that failed, to accept
         self.tries_left = 0
         self.problem: str | None = None  # last guidance or error key, for the screen
         self.fault: ModuleKind | None = None
@@ -243,6 +250,8 @@ class EnrollmentFlow:
         self._entered_at = now
         self.problem = None
         self.face_pending = None  # a portrait is only ever accepted where it was shown
+        if step not in (Step.FACE, Step.OPERATOR):
+            self.face_for_officer = None
         self._cancel_job()
         needed = STEP_MODULE.get(step)
         self.fault = needed if needed in self.down else None  # it is already known down
@@ -478,10 +487,14 @@ class EnrollmentFlow:
                 )
                 self.desk.log_out()  # the decision is made; the next one needs the PIN again
                 self.operator_called = False
-                then, self.operator_reason, self._after_operator = self._after_operator, None, None
+                reason, then = self.operator_reason, self._after_operator
+                self.operator_reason = self._after_operator = None
                 if then is Step.DONE:
                     self._go(Step.REVIEW)
                     self._save(enrollment)
+                elif reason is OperatorReason.FACE_QUALITY:
+                    enrollment.face, self.face_for_officer = self.face_for_officer, None
+                    self._after_capture(then)
                 else:
                     self._go(then)
                 result = True
@@ -493,9 +506,15 @@ class EnrollmentFlow:
         NIK, a finger that can be taken after all)."""
         with self._lock:
             self._require(Step.OPERATOR)
-            back = Step.NIK if self.operator_reason is OperatorReason.UNDER_AGE else Step.REVIEW
+            back = {
+                OperatorReason.UNDER_AGE: Step.NIK,
+                OperatorReason.FACE_QUALITY: Step.FACE,
+            }.get(self.operator_reason, Step.REVIEW)
             self.operator_reason = self._after_operator = None
             self._go(back)
+            if back is Step.FACE:  # another round of tries
+                self.tries_left = self.session.face_tries
+                self.face_for_officer = None
             self._last_activity = self._clock()
         self._changed()
 
@@ -536,6 +555,9 @@ class EnrollmentFlow:
                 # citizen to press "try again"; the guidance never stops meanwhile
                 self.tries_left = max(self.tries_left - 1, 0)
                 self.problem = quality.problem
+                if quality.cut is not None:  # a face, cut as the portrait, for the officer
+                    cut = quality.cut.apply(frame.image)
+                    self.face_for_officer = FaceRecord(cut, quality, frame.module, attempts)
                 self._signal(Signal.RETRY)
                 result = CaptureResult(False, quality.problem, self.tries_left, preview=frame.image)
         self._changed()
@@ -601,6 +623,17 @@ class EnrollmentFlow:
             self.tries_left = self.session.face_tries
             self.problem = None
             self._last_activity = self._clock()
+        self._changed()
+
+    def ask_officer_about_face(self) -> None:
+        """No photo passed after every try (a condition of the face, glasses that
+        must stay on...): the last one waits for the officer to accept or not."""
+        with self._lock:
+            self._require(Step.FACE)
+            if self.tries_left > 0 or self.face_for_officer is None:
+                raise FlowError("the tries have not run out on a photo with a face")
+            self._last_activity = self._clock()
+            self._hold_for_operator(OperatorReason.FACE_QUALITY, then=Step.FINGERPRINTS)
         self._changed()
 
     def retry_face(self) -> None:

@@ -5,7 +5,7 @@ console red, logging out by hand and by idling, and ending duty."""
 from __future__ import annotations
 
 import pytest
-from support import stored_packet
+from support import VALID_NIK, stored_packet
 from test_monkey import drive_to
 
 from kiosk.config import SIMULATION_PATH, load_config
@@ -145,3 +145,27 @@ def test_an_idle_login_ends_by_itself_and_ending_duty_closes_the_station(staffed
     kiosk.wait_for_step(Step.WELCOME)
     assert kiosk.flow.desk.on_duty is None
     assert kiosk.shows(ID("welcome.notice.no_operator"))
+
+
+def test_when_no_photo_passes_the_officer_sees_the_last_one_and_accepts_it(kiosk):
+    from kiosk.config import SessionConfig
+
+    desk = Desk(SIMULATION.operators)
+    desk.on_duty = "siti"
+    quick = SessionConfig(face_try_s=0.3, face_tries=2)
+    flow = kiosk.attach(desk=desk, session=quick, camera=("dark",) * 6)
+    flow.start("id")
+    flow.submit_nik(VALID_NIK)
+    flow.accept_consent()
+    kiosk.wait_for_step(Step.FACE)
+    kiosk.wait_for(lambda: kiosk.widget("ask_officer").opacity == 1, what="the officer button")
+    kiosk.tap(kiosk.widget("ask_officer"))
+    kiosk.wait_for_step(Step.OPERATOR)
+    assert kiosk.widget("photo").texture is not None  # the photo in question
+    assert kiosk.shows(ID("operator.reason.face_quality"))
+    kiosk.tap(kiosk.widget("decisions").children[-1])  # the first: a condition of the face
+    kiosk.screenshot("21-operator-face")
+    type_pin(kiosk, "1234")
+    kiosk.wait_for_step(Step.FINGERPRINTS)
+    [approval] = flow.enrollment.operator_approvals
+    assert approval.decision == "operator.decision.face_condition"

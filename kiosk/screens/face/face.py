@@ -22,6 +22,7 @@ class FaceScreen(CapturingScreen):
     step = Step.FACE
     kv = Path(__file__).with_suffix(".kv")
     confirming = BooleanProperty(False)  # the portrait is shown, waiting for yes or retake
+    officer_can_decide = BooleanProperty(False)  # tries ran out on a photo with a face
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -49,6 +50,14 @@ class FaceScreen(CapturingScreen):
         if pending is not None and not self.confirming:
             self.ids.portrait.texture = texture_from_array(pending.image)
         self.confirming = pending is not None
+        desk = flow.desk
+        self.officer_can_decide = bool(
+            flow.tries_left == 0
+            and flow.face_for_officer is not None
+            and flow.fault is None
+            and desk is not None
+            and desk.operators
+        )
         super().refresh()
         if not self.needs_help and not self.confirming:
             self.problem = flow.problem or ""  # the live guidance, frame by frame
@@ -66,6 +75,12 @@ class FaceScreen(CapturingScreen):
     def try_again(self) -> None:
         self.flow.retry_face()
         super().try_again()
+
+    @moves_forward
+    def ask_officer(self) -> None:
+        """No photo passes (a condition of the face, glasses that stay on): the
+        officer looks at the last one and may accept it."""
+        self.flow.ask_officer_about_face()
 
     def entered(self) -> None:
         super().entered()

@@ -1,14 +1,20 @@
 """Waiting for the operator: the enrollment is held (a citizen under the
-recording age, too many fingers flagged) until an operator decides: picks their
-name and the reason, and approves with their PIN; or sends it back to be
-corrected. The decision and who took it go into the packet."""
+recording age, too many fingers flagged, no photo passing every check) until an
+operator decides: picks their name and the reason, and approves with their PIN;
+or sends it back to be corrected. The decision and who took it go into the packet."""
 
 from pathlib import Path
 
-from kivy.properties import NumericProperty, StringProperty
+from kivy.properties import BooleanProperty, NumericProperty, StringProperty
 
 from kiosk.flow.machine import DECISIONS, EnrollmentFlow, OperatorReason, Step
-from kiosk.screens.base import KioskScreen, in_background, moves_forward, on_this_step
+from kiosk.screens.base import (
+    KioskScreen,
+    in_background,
+    moves_forward,
+    on_this_step,
+    texture_from_array,
+)
 from kiosk.screens.login.login import choose, fill_choices
 
 MAX_PIN_DIGITS = 8
@@ -24,6 +30,7 @@ class OperatorScreen(KioskScreen):
     pin = StringProperty("")  # as typed; shown as dots
     problem = StringProperty("")
     locked_s = NumericProperty(0)
+    photo_shown = BooleanProperty(False)  # the photo the officer may accept
 
     def entered(self) -> None:
         self.pin = self.decision = ""
@@ -33,6 +40,9 @@ class OperatorScreen(KioskScreen):
         fill_choices(self.ids.names, [(name, name) for name in names], self.pick_name)
         self.pick_name(desk.on_duty if desk is not None and desk.on_duty else "")
         reason = self.flow.operator_reason
+        photo = self.flow.face_for_officer if reason is OperatorReason.FACE_QUALITY else None
+        self.photo_shown = photo is not None
+        self.ids.photo.texture = texture_from_array(photo.image) if photo is not None else None
         choices = [(key, self.t(key)) for key in DECISIONS.get(reason, ())]
         fill_choices(self.ids.decisions, choices, self.pick_decision)
 
