@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -54,6 +55,10 @@ def _ask(prompt: str) -> str:
 
 def _provision(args: argparse.Namespace) -> int:
     if args.screen:
+        # the kiosk's own window settings (display size, Escape ignored, Python logging,
+        # no SDL signal handlers) before Kivy starts; SDL's clipboard, no xclip on a station
+        os.environ.setdefault("KIVY_CLIPBOARD", "sdl2")
+        import kiosk.app  # noqa: F401
         from kiosk.screens.provision.app import run_provision_screen
 
         return run_provision_screen(args)

@@ -184,3 +184,52 @@ def test_a_wrong_code_on_the_screen_says_so_and_writes_nothing(
     assert screen.bad_fields == ["pairing_code"]
     assert not (tmp_path / "etc").exists() and not (tmp_path / "data").exists()
     assert STATION not in layout.registered_stations(hub_.data_dir)
+
+
+def test_kiosk_provision_screen_opens_its_own_window(tmp_path):
+    """`kiosk provision --screen` (what kiosk-firstboot.service runs) starts its own
+    small App with the form, and waits for the technician."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KIOSK_", "KIVY_"))}
+    env.update(KIVY_HOME=str(tmp_path / "kivy"), SDL_VIDEODRIVER="offscreen")
+    env.pop("DISPLAY", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kiosk.cli",
+            "provision",
+            "--screen",
+            "--config",
+            str(tmp_path / "station.toml"),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        lines = []
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Start application main loop" in line:
+                break
+        time.sleep(1)
+        assert process.poll() is None, "".join(lines)  # the form waits for the technician
+        assert "Traceback" not in "".join(line for line in lines if "clip" not in line)
+        assert not any("re-declaration" in line for line in lines)  # its rules loaded once
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert not (tmp_path / "station.toml").exists()

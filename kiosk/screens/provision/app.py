@@ -1,33 +1,22 @@
 """``kiosk provision --screen``: the provisioning screen in a small App of its own, on the
 station's display at first boot (systemd/kiosk-firstboot.service), before any station
 file exists. It exits 0 once the station is provisioned and the technician pressed
-"start"; systemd then starts kiosk.service.
+"start"; systemd then starts kiosk.service. Import kiosk.app before this module: it
+sets up Kivy's window as the kiosk's own (kiosk/provision/commands.py does).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 
-os.environ.setdefault("KIVY_NO_ARGS", "1")  # our CLI owns the command line
-os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+from kivy.app import App
+from kivy.core.window import Window
+from kivy.properties import StringProperty
+from kivy.uix.screenmanager import NoTransition, ScreenManager
 
-from kivy.config import Config
-
-Config.set("kivy", "exit_on_escape", "0")
-_width, _height = os.environ.get("KIOSK_WINDOW", "800x480").split("x")
-Config.set("graphics", "width", _width)
-Config.set("graphics", "height", _height)
-Config.set("input", "mouse", "mouse,disable_multitouch")
-
-from kivy.app import App  # noqa: E402
-from kivy.core.window import Window  # noqa: E402
-from kivy.properties import StringProperty  # noqa: E402
-from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
-
-from kiosk.i18n import LANGUAGES, Translator  # noqa: E402
-from kiosk.provision.station import Provisioned  # noqa: E402
-from kiosk.screens.provision.provision import ProvisionScreen  # noqa: E402
+from kiosk.i18n import LANGUAGES, Translator
+from kiosk.provision.station import Provisioned
+from kiosk.screens.provision.provision import ProvisionScreen
 
 
 class ProvisionApp(App):
@@ -44,6 +33,10 @@ class ProvisionApp(App):
 
     def t(self, key: str, language: str | None = None, **values: object) -> str:
         return self._translators[language or self.language](key, **values)
+
+    def load_kv(self, filename: str | None = None) -> bool:
+        """Nothing: the screen loads its own rules (Kivy would load provision.kv twice)."""
+        return False
 
     def build(self) -> ScreenManager:
         manager = ScreenManager(transition=NoTransition())

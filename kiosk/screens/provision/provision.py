@@ -148,12 +148,13 @@ class ProvisionScreen(TouchGuard, Screen):
         Clock.schedule_once(lambda _dt: self._choose(self.ids.station_id))
 
     def on_kv_post(self, _base: Any) -> None:
-        self.ids.body.remove_widget(self.ids.done_view)  # shown once done
+        # ids are weak: whichever view is out of the layout is kept alive here
+        self._views = {False: self.ids.form.__self__, True: self.ids.done_view.__self__}
+        self.ids.body.remove_widget(self._views[True])  # shown once done
 
     def on_done(self, _screen: Any, done: bool) -> None:
-        body, form, view = self.ids.body, self.ids.form, self.ids.done_view
-        body.clear_widgets()
-        body.add_widget(view if done else form)
+        self.ids.body.clear_widgets()
+        self.ids.body.add_widget(self._views[done])
 
     @property
     def app(self) -> Any:
