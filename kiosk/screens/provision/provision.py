@@ -6,8 +6,9 @@ screen's own keyboard; "Pasangkan / Pair" checks them (messages in the App's
 language) and runs :func:`kiosk.provision.station.provision` on a thread of its
 own, so the screen stays alive while scrypt and the hub work; then a done view.
 
-It uses nothing of its App but ``app.t(...)`` and ``app.language``: it runs in a
-small App of its own at first boot, and in the kiosk's own window in the tests.
+A :class:`~kiosk.screens.station.StationScreen` that needs no login, and uses nothing
+of its App but ``app.t(...)`` and ``app.language``: it runs in a small App of its own
+at first boot, and in the kiosk's own window in the tests (``app.open_station``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from kivy.clock import Clock
 from kivy.factory import Factory
 from kivy.properties import BooleanProperty, DictProperty, ListProperty, StringProperty
 from kivy.uix.boxlayout import BoxLayout
-from kivy.uix.screenmanager import Screen
 
 from kiosk.provision.station import (
     DEFAULT_DATA_DIR,
@@ -32,7 +32,7 @@ from kiosk.provision.station import (
     check,
     provision,
 )
-from kiosk.screens.base import TouchGuard
+from kiosk.screens.station import StationScreen
 
 FIELDS = (
     "station_id",
@@ -105,7 +105,7 @@ class TypingKeyboard(BoxLayout):
             self.upper = not self.upper
 
 
-class ProvisionScreen(TouchGuard, Screen):
+class ProvisionScreen(StationScreen):
     """The first-boot form; ``config_path``, ``data_dir``, ``owner``, ``force`` and
     ``modules`` say where and how to provision (the command's options), ``finished``
     is called with the result when the technician presses "start"."""
@@ -151,25 +151,16 @@ class ProvisionScreen(TouchGuard, Screen):
         # ids are weak: whichever view is out of the layout is kept alive here
         self._views = {False: self.ids.form.__self__, True: self.ids.done_view.__self__}
         self.ids.body.remove_widget(self._views[True])  # shown once done
+        self.ids.hub_url.text = "https://"  # the start of every hub address
 
     def on_done(self, _screen: Any, done: bool) -> None:
         self.ids.body.clear_widgets()
         self.ids.body.add_widget(self._views[done])
 
-    @property
-    def app(self) -> Any:
-        return App.get_running_app()
-
-    def t(self, key: str, **values: object) -> str:
-        return self.app.t(key, self.app.language, **values)
-
     # -- the station-screen hooks (kiosk.screens.station) -----------------------------
 
     def entered(self) -> None:
         self.mark_shown()
-
-    def refresh(self) -> None:
-        pass
 
     # -- typing -----------------------------------------------------------------------
 
