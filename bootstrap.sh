@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 APT_PACKAGES=(python3-venv libgl1 libgl1-mesa-dri libegl1 libmtdev1 espeak-ng)
 # The tests also run the hub on PostgreSQL, photograph its dashboard in Chromium and
 # check the systemd units with systemd-analyze and the shell scripts with shellcheck.
-TEST_APT_PACKAGES=(postgresql chromium systemd shellcheck debootstrap qemu-user-static binfmt-support)
+TEST_APT_PACKAGES=(postgresql chromium systemd shellcheck debootstrap qemu-user-static binfmt-support gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 VENV=.venv
 # On a Raspberry Pi, the camera stack (libcamera, picamera2) and the GPIO pin
 # library come from the OS, built for it; the virtual environment must see them.

@@ -10,8 +10,9 @@ install_dir="${ROOTFS_DIR}/var/cache/rekam-kiosk-install"
 rm -rf "${install_dir}"
 install -d -m 755 "${install_dir}/wheels" "${install_dir}/wheelhouse" "${install_dir}/units"
 install -m 644 files/wheels/*.whl "${install_dir}/wheels/"
+install -m 755 files/wsq-source "${install_dir}/"
 if [ -n "${KIOSK_WHEELHOUSE:-}" ]; then
-    find "${KIOSK_WHEELHOUSE}" -maxdepth 1 -type f \( -name '*.whl' -o -name '*.tar.gz' \) \
+    find "${KIOSK_WHEELHOUSE}" -maxdepth 1 -type f -name '*.whl' \
         -exec install -m 644 -t "${install_dir}/wheelhouse/" {} +
 fi
 

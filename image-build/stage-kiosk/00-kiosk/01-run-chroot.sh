@@ -25,12 +25,19 @@ usermod --append --groups "$(
 # The kiosk in its own environment that also sees the system's packages: picamera2 and
 # lgpio come from the Raspberry Pi archive, built for the Pi, and are not on PyPI.
 python3 -m venv --system-site-packages "${venv}"
-pip_args=(--no-cache-dir --disable-pip-version-check --no-input)
+pip=("${venv}/bin/pip" install --no-cache-dir --disable-pip-version-check --no-input)
 if [ -n "$(find "${install_dir}/wheelhouse" -mindepth 1 -print -quit)" ]; then
-    # the CI harness: every dependency from the wheels it downloaded, nothing from PyPI
-    pip_args+=(--no-index --find-links "${install_dir}/wheelhouse")
+    # a wheelhouse (the CI harness): exactly its wheels and the kiosk, nothing from an
+    # index, nothing resolved (`pip check` tells what is missing)
+    "${pip[@]}" --no-index --no-deps "${install_dir}"/wheelhouse/*.whl "${install_dir}"/wheels/*.whl
+else
+    # the kiosk's pinned dependencies from PyPI; wsq has no arm64 wheel: built here from
+    # its source (wsq-source), then found by pip in wheels/ before PyPI's source
+    "${install_dir}/wsq-source" "${install_dir}/wsq" "${venv}/bin/python"
+    "${venv}/bin/pip" wheel --no-cache-dir --disable-pip-version-check --no-deps \
+        --wheel-dir "${install_dir}/wheels" "${install_dir}/wsq/wsq-0.9"
+    "${pip[@]}" --find-links "${install_dir}/wheels" "${install_dir}"/wheels/rekam_kiosk-*.whl
 fi
-"${venv}/bin/pip" install "${pip_args[@]}" "${install_dir}"/wheels/*.whl
 "${venv}/bin/kiosk" --version
 
 # the station file lives on the data partition, so provisioning survives a read-only root
