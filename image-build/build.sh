@@ -16,11 +16,13 @@ usage() {
     exit 2
 }
 while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || usage
     case "$1" in
-        --release) release="${2:-}" && shift 2 ;;
-        --work) work="${2:-}" && shift 2 ;;
+        --release) release="$2" ;;
+        --work) work="$(realpath -m "$2")" ;;
         *) usage ;;
     esac
+    shift 2
 done
 
 # pi-gen pinned to the tag (and commit) of a Raspberry Pi OS release, 64-bit (arm64)

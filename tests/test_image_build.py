@@ -28,6 +28,7 @@ STAGE_FILES = REPO / "image-build" / "stage-kiosk" / "00-kiosk" / "files"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 VENV = "/opt/rekam-kiosk/venv"
 KIOSK_GROUPS = {"video", "dialout", "gpio", "render", "input", "audio"}
+KERNEL_MOUNTS = (("proc", "proc", "proc"), ("bind", "/dev", "dev"), ("bind", "/sys", "sys"))
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="debootstrap, chroot and binfmt_misc need root (CI runs as root)"
@@ -182,7 +183,8 @@ def test_the_root_is_read_only_and_the_data_partition_persists(root):
     overlay = (root / "etc/overlayroot.local.conf").read_text()
     assert 'overlayroot="tmpfs:recurse=0"' in overlay.splitlines()  # recurse=0: not the data
     assert (root / "usr/share/initramfs-tools/scripts/init-bottom/overlayroot").is_file()
-    data = [line.split() for line in (root / "etc/fstab").open() if "rekam-data" in line]
+    fstab = [line.split() for line in (root / "etc/fstab").open() if not line.startswith("#")]
+    data = [fields for fields in fstab if "LABEL=rekam-data" in fields]
     assert len(data) == 1
     source, mount_point, kind, options = data[0][:4]
     assert (source, mount_point, kind) == ("LABEL=rekam-data", "/var/lib/rekam-kiosk", "ext4")
@@ -202,10 +204,12 @@ def test_the_folders_on_the_data_partition_are_the_kiosks(root):
     )
     assert result.returncode == 0, result.stderr
     kiosk = next(line for line in (root / "etc/passwd").open() if line.startswith("kiosk:"))
-    kiosk_uid = int(kiosk.split(":")[2])
-    for folder, mode in (("", 0o700), ("config", 0o750), ("kivy", 0o700)):
+    uid, gid = (int(number) for number in kiosk.split(":")[2:4])
+    # the station file's folder stays root's (provisioning keeps it so); kiosk reads it
+    expected = {"": ((uid, gid), 0o700), "config": ((0, gid), 0o750), "kivy": ((uid, gid), 0o700)}
+    for folder, (owner, mode) in expected.items():
         status = (root / "var/lib/rekam-kiosk" / folder).stat()
-        assert (status.st_uid, status.st_mode & 0o777) == (kiosk_uid, mode), folder
+        assert ((status.st_uid, status.st_gid), status.st_mode & 0o777) == (owner, mode), folder
     link = root / "var/lib/rekam-kiosk/kivy/config.ini"
     assert os.readlink(link) == "/usr/local/share/rekam-kiosk/kivy-config.ini"
 
@@ -249,3 +253,72 @@ def test_the_journal_stays_in_ram(root):
 
 def test_the_install_leftovers_are_gone(root):
     assert not (root / "var/cache/rekam-kiosk-install").exists()
+
+
+@pytest.fixture
+def loop_disk(tmp_path, root):
+    """A 600 MiB disk on a loop device laid out as the flashed image: boot, root, free rest;
+    and the image's root with /proc, /dev and /sys mounted, to run the image's tools."""
+    image = tmp_path / "card.img"
+    with image.open("wb") as card:
+        card.truncate(600 * 2**20)
+    found = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], capture_output=True, text=True, check=False
+    )
+    if found.returncode != 0:
+        pytest.skip(f"no loop device here: {found.stderr.strip()}")
+    disk = found.stdout.strip()
+    mounted = []
+    try:
+        for kind, source, target in KERNEL_MOUNTS:
+            options = ["--bind", source] if kind == "bind" else ["-t", kind, source]
+            subprocess.run(["mount", *options, str(root / target)], check=True)
+            mounted.append(root / target)
+        # boot at 8 MiB (64 MiB), root after it (200 MiB), as pi-gen aligns them
+        layout = "label: dos\n16384,131072,c\n147456,409600,L\n"
+        subprocess.run(["chroot", str(root), "sfdisk", "--quiet", disk], input=layout, text=True)
+        subprocess.run(["partx", "--add", disk], check=False)
+        yield disk
+    finally:
+        subprocess.run(["partx", "--delete", disk], check=False)
+        subprocess.run(["losetup", "--detach", disk], check=False)
+        for target in reversed(mounted):
+            subprocess.run(["umount", str(target)], check=False)
+
+
+def test_the_first_boot_makes_the_data_partition_in_the_rest_of_the_card(root, loop_disk):
+    make = [
+        "env",
+        f"REKAM_ROOT_PARTITION={loop_disk}p2",
+        "/usr/local/lib/rekam-kiosk/make-data-partition",
+    ]
+    first = _in_root(root, *make)
+    assert first.returncode == 0, first.stderr
+    partitions = _partitions(root, loop_disk)
+    assert len(partitions) == 3
+    start, size = partitions[2]["start"], partitions[2]["size"]
+    assert (start, size) == (147456 + 409600, 600 * 2048 - 147456 - 409600)  # all the rest
+    label = _in_root(root, "blkid", "--match-tag", "LABEL", "--output", "value", f"{loop_disk}p3")
+    assert label.stdout.strip() == "rekam-data"
+    again = _in_root(root, *make)  # every later boot: nothing to do
+    assert (again.returncode, again.stderr) == (0, "")
+    assert _partitions(root, loop_disk) == partitions
+
+
+def _partitions(root: Path, disk: str) -> list[dict]:
+    table = _in_root(root, "sfdisk", "--json", disk)
+    return json.loads(table.stdout)["partitiontable"]["partitions"]
+
+
+@pytest.mark.parametrize("arguments", [["--release", "sid"], ["--release"], ["--arch", "armhf"]])
+def test_build_sh_refuses_what_it_cannot_build_before_doing_anything(arguments):
+    """Raspberry Pi OS 64-bit, bookworm or trixie; anything else is refused at once."""
+    result = subprocess.run(
+        [str(REPO / "image-build" / "build.sh"), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2 and "usage:" in result.stderr
+    assert not (REPO / "image-build" / "work").exists()
