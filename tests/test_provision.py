@@ -636,3 +636,23 @@ def test_as_root_the_data_folder_goes_to_the_kiosks_user_and_the_file_stays_root
     assert stat.S_IMODE(station_file.stat().st_mode) == 0o640
     assert stat.S_IMODE((data / "config").stat().st_mode) == 0o755  # the group can reach it
     assert (data / "config").stat().st_uid == 0
+
+
+def test_a_relative_data_folder_is_written_as_an_absolute_path(tmp_path, hub_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    request = Provisioning(
+        station_id=STATION,
+        region="3201",
+        hub_url="https://127.0.0.1:8443",
+        technician_pin=TECHNICIAN_PIN,
+        operator="siti",
+        operator_pin=OPERATOR_PIN,
+        hub_key_file=layout.hub_public_key_path(hub_dir),
+        hub_cert_file=layout.tls_certificate_path(hub_dir),
+        config_path=Path("etc/station.toml"),
+        data_dir=Path("data"),
+        modules=FAKES,
+    )
+    done = provision(request)
+    assert done.config_path == tmp_path / "etc" / "station.toml"
+    assert load_config(done.config_path).data_dir == tmp_path / "data"

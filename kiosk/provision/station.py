@@ -173,9 +173,7 @@ def provision(request: Provisioning, progress: Callable[[str], None] | None = No
             " ".join(english(key) for _, key in problems), problems[0][1], field=problems[0][0]
         )
     config_path = Path(os.path.realpath(request.config_path))  # /etc/rekam-kiosk -> data part.
-    data_dir = Path(request.data_dir).expanduser()
-    if not data_dir.is_absolute():
-        raise ProvisionError(f"{data_dir}: the data folder must be an absolute path")
+    data_dir = Path(os.path.abspath(Path(request.data_dir).expanduser()))
     files = StationKeyFiles.in_data_dir(data_dir)
     if not request.force:
         for path, what in ((config_path, "station file"), (files.station_key, "station key")):
