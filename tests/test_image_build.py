@@ -24,7 +24,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 HARNESS = REPO / "image-build" / "test-harness.sh"
-STAGE_FILES = REPO / "image-build" / "stage-kiosk" / "00-kiosk" / "files"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 VENV = "/opt/rekam-kiosk/venv"
 KIOSK_GROUPS = {"video", "dialout", "gpio", "render", "input", "audio"}
@@ -197,7 +196,7 @@ def test_the_root_is_read_only_and_the_data_partition_persists(root):
 
 def test_the_folders_on_the_data_partition_are_the_kiosks(root):
     result = subprocess.run(
-        ["systemd-tmpfiles", f"--root={root}", "--create", "/etc/tmpfiles.d/rekam-kiosk.conf"],
+        ["systemd-tmpfiles", f"--root={root}", "--create", "rekam-kiosk.conf"],
         capture_output=True,
         text=True,
         check=False,
@@ -215,12 +214,14 @@ def test_the_folders_on_the_data_partition_are_the_kiosks(root):
 
 
 def test_kivy_reads_exactly_one_touch_provider(root):
+    installed = root / "usr/local/share/rekam-kiosk/kivy-config.ini"
     home = root / "tmp/kivy-home"
     home.mkdir()
-    shutil.copy(root / "usr/local/share/rekam-kiosk/kivy-config.ini", home / "config.ini")
+    shutil.copy(installed, home / "config.ini")
     script = (
-        "import json; from kivy.config import Config;"
-        "print(json.dumps({key: Config.get('input', key) for key in Config.options('input')}))"
+        "import json; from kivy.config import Config, KIVY_CONFIG_VERSION;"
+        "inputs = {key: Config.get('input', key) for key in Config.options('input')};"
+        "print(json.dumps([inputs, Config.getint('kivy', 'config_version'), KIVY_CONFIG_VERSION]))"
     )
     result = _in_root(
         root,
@@ -230,11 +231,11 @@ def test_kivy_reads_exactly_one_touch_provider(root):
         env={"KIVY_HOME": "/tmp/kivy-home", "KIVY_NO_ARGS": "1", "KIVY_NO_CONSOLELOG": "1"},
     )
     assert result.returncode == 0, result.stderr
-    # an older config_version would make Kivy add its defaults (mouse, probesysfs) here
-    assert json.loads(result.stdout.splitlines()[-1]) == {
-        "mtdev_%(name)s": "probesysfs,provider=mtdev"
-    }
-    assert (home / "config.ini").read_text() == (STAGE_FILES / "kivy-config.ini").read_text()
+    inputs, version, kivys_version = json.loads(result.stdout.splitlines()[-1])
+    # Kivy's own version: else it would "upgrade" the file and add mouse and probesysfs
+    assert inputs == {"mtdev_%(name)s": "probesysfs,provider=mtdev"}
+    assert version == kivys_version
+    assert (home / "config.ini").read_text() == installed.read_text()  # nothing to upgrade
 
 
 def test_the_hardware_watchdog_is_on_and_fed(root):

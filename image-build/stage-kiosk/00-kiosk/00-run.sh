@@ -28,9 +28,8 @@ install -m 755 files/make-data-partition "${ROOTFS_DIR}/usr/local/lib/rekam-kios
 install -d -m 755 "${ROOTFS_DIR}/opt/rekam-kiosk/docs"
 install -m 644 files/docs/*.md "${ROOTFS_DIR}/opt/rekam-kiosk/docs/"
 
-# Kivy's settings for the kiosk user: one touch provider (see the file)
-install -d -m 755 "${ROOTFS_DIR}/usr/local/share/rekam-kiosk"
-install -m 644 files/kivy-config.ini "${ROOTFS_DIR}/usr/local/share/rekam-kiosk/"
+# Kivy's settings for the kiosk user, written by 01-run-chroot.sh (kivy_config.py)
+install -m 644 files/kivy_config.py "${install_dir}/"
 install -m 644 files/tmpfiles-rekam-kiosk.conf "${ROOTFS_DIR}/etc/tmpfiles.d/rekam-kiosk.conf"
 
 # the hardware watchdog: the firmware turns it on, systemd feeds it (15 s is the

@@ -39,6 +39,18 @@ else
     "${pip[@]}" --find-links "${install_dir}/wheels" "${install_dir}"/wheels/rekam_kiosk-*.whl
 fi
 "${venv}/bin/kiosk" --version
+# The system's picamera2 and lgpio must import in the kiosk's environment, where the
+# kiosk's numpy (2.x, pinned) hides the system's (1.x on bookworm) that picamera2's
+# compiled helpers were built with: better the build fails than a station's camera.
+for module in picamera2 lgpio; do
+    if python3 -c "import ${module}" 2>/dev/null; then
+        "${venv}/bin/python" -c "import ${module}"
+    fi
+done
+
+# Kivy's settings for the kiosk's user: Kivy's defaults, one touch provider only
+install -d -m 755 /usr/local/share/rekam-kiosk
+"${venv}/bin/python" "${install_dir}/kivy_config.py" /usr/local/share/rekam-kiosk/kivy-config.ini
 
 # the station file lives on the data partition, so provisioning survives a read-only root
 if [ -d /etc/rekam-kiosk ] && [ ! -L /etc/rekam-kiosk ]; then
