@@ -279,7 +279,9 @@ def _dashboard(args: argparse.Namespace) -> int:
             f"  {row['station_id']}: last seen {row['last_seen'] or 'never'}"
             f"{' (SILENT)' if row['silent'] else ''}; accepted {row['accepted']}, "
             f"rejected {row['rejected']}; backlog {backlog or '-'}; "
-            f"modules {len(row['modules'])}, down {len(down)}"
+            f"modules {len(row['modules'])}, down {len(down)}; "
+            f"last sequence {row['last_sequence']} (re-flashed offline: "
+            f"--first-sequence {row['first_sequence_after_reflash']})"
         )
     return 0
 

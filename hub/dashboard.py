@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hub.service import RECENT_VERDICTS, verdict_body
 from hub.storage import ACCEPTED, REJECTED
 from kiosk.packet.keys import key_id
+from kiosk.provision.protocol import SEQUENCE_MARGIN
 
 if TYPE_CHECKING:
     from hub.service import Hub
@@ -35,6 +36,7 @@ def dashboard_data(hub: Hub) -> dict[str, Any]:
     moment = hub.clock()
     heartbeats = {beat.station_id: beat for beat in hub.index.heartbeats()}
     counts = hub.index.verdict_counts()
+    sequences = hub.index.last_sequences()
     uploads: dict[str, int] = defaultdict(int)
     for upload in hub.index.uploads():
         uploads[upload.station_id] += 1
@@ -61,6 +63,12 @@ def dashboard_data(hub: Hub) -> dict[str, Any]:
                 "accepted": counted.get(ACCEPTED, 0),
                 "rejected": counted.get(REJECTED, 0),
                 "uploads_in_progress": uploads.get(station.station_id, 0),
+                # the highest sequence accepted from the station, and what a re-flashed
+                # card provisioned offline is given (kiosk provision --first-sequence)
+                "last_sequence": sequences.get(station.station_id, 0),
+                "first_sequence_after_reflash": (
+                    sequences.get(station.station_id, 0) + SEQUENCE_MARGIN + 1
+                ),
             }
         )
     backlog: dict[str, int] = defaultdict(int)
@@ -275,10 +283,12 @@ def _stations_table(stations: list[dict[str, Any]], states: list[str]) -> str:
             f'<span class="muted">{ago}</span></td>'
             f"{backlog}"
             f'<td class="n">{row["accepted"]}</td><td class="n">{row["rejected"]}</td>'
-            f'<td class="n">{row["uploads_in_progress"]}</td><td class="n">{enrolled}</td></tr>'
+            f'<td class="n">{row["uploads_in_progress"]}</td><td class="n">{enrolled}</td>'
+            f'<td class="n">{row["last_sequence"]}<br><span class="muted">re-flashed: '
+            f"--first-sequence {row['first_sequence_after_reflash']}</span></td></tr>"
         )
     columns = ["station", "last seen", *states]
-    columns += ["accepted", "rejected", "uploading", "enrolled today"]
+    columns += ["accepted", "rejected", "uploading", "enrolled today", "last sequence"]
     return _table("Stations", columns, rows, "no station registered yet")
 
 

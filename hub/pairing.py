@@ -10,6 +10,9 @@ register one station key, never two.
 
 :func:`pair` answers a station's pairing request: a wrong, expired or used code,
 or a code for another region, is a :class:`PairingRefused` and changes nothing.
+The answer carries the highest enrollment sequence the hub accepted from that
+station id (``last_sequence``, 0 when none), so a re-flashed station does not
+number its enrollments from 1 again.
 
 Example::
 
@@ -57,6 +60,7 @@ class Paired:
     region: str
     hub_key: bytes
     tls_certificate: bytes
+    last_sequence: int  # the highest enrollment sequence the hub holds for the station
     mac: bytes
 
     def body(self) -> dict[str, Any]:
@@ -65,6 +69,7 @@ class Paired:
             "region": self.region,
             "hub_key": protocol.b64(self.hub_key),
             "tls_certificate": self.tls_certificate.decode("ascii"),
+            "last_sequence": self.last_sequence,
             "mac": protocol.b64(self.mac),
         }
 
@@ -183,10 +188,19 @@ def pair(hub: Any, body: bytes, *, now: datetime | None = None) -> Paired:
             f"the pairing code for station {station_id} was made for region "
             f"{record['region']}, not {region}",
         )
+    # a re-flashed station numbers on from here (its new card's counter starts at 0);
+    # asked before the claim, so an index that fails leaves the code unspent
+    last_sequence = hub.index.last_sequences(station_id).get(station_id, 0)
     _claim(hub_dir, pending, record, station_key, now)
     layout.add_station(hub_dir, station_id, station_key)
     hub.register_station(station_id, station_key)
-    hub.log.info("station %s paired (key %s, region %s)", station_id, key_id(station_key), region)
+    hub.log.info(
+        "station %s paired (key %s, region %s, last sequence %d)",
+        station_id,
+        key_id(station_key),
+        region,
+        last_sequence,
+    )
     hub_key = hub.private_key.public_bytes()
     certificate = layout.tls_certificate_path(hub_dir).read_bytes()
     return Paired(
@@ -194,7 +208,10 @@ def pair(hub: Any, body: bytes, *, now: datetime | None = None) -> Paired:
         region,
         hub_key,
         certificate,
-        protocol.answer_mac(key, station_id, region, station_key, nonce, hub_key, certificate),
+        last_sequence,
+        protocol.answer_mac(
+            key, station_id, region, station_key, nonce, hub_key, certificate, last_sequence
+        ),
     )
 
 

@@ -255,6 +255,12 @@ class Index(Protocol):
     def recent_verdicts(self, limit: int) -> list[Verdict]:
         """The ``limit`` latest verdicts, newest first."""
 
+    def last_sequences(self, station_id: str | None = None) -> dict[str, int]:
+        """Station id -> the highest sequence among its accepted packets (the digits
+        after the last ``-`` of ``<station id>-<YYYYMMDD>-<sequence>``), for every
+        station with one, or for ``station_id`` alone: what a re-flashed station
+        numbers on from (hub/pairing.py, the dashboard)."""
+
     # heartbeats
     def record_heartbeat(self, heartbeat: Heartbeat) -> bool:
         """Keep ``heartbeat`` as the station's latest if its ``sent_at`` is newer than the
@@ -568,6 +574,28 @@ class SqlIndex(ABC):
                 (limit if limit >= 0 else _NO_LIMIT,),  # as SQLite: a negative limit is none
             ).fetchall()
         return [self._verdict(row) for row in rows]
+
+    def last_sequences(self, station_id: str | None = None) -> dict[str, int]:
+        # Portable SQL, one pass: an accepted packet's id is the station's own (the packet
+        # is signed by its key); the sequence starts 11 characters after the station id
+        # (``-YYYYMMDD-``). Only all-digit sequences of at most 18 digits are cast (a
+        # BIGINT): ltrim by the digits leaves nothing of them, in SQLite as in PostgreSQL.
+        sequence = "substr(enrollment_id, length(station_id) + 11)"
+        query = (
+            f"SELECT station_id, MAX(CASE WHEN {sequence} <> '' "
+            f"AND ltrim({sequence}, '0123456789') = '' AND length({sequence}) <= 18 "
+            f"THEN CAST({sequence} AS BIGINT) END) FROM verdicts "
+            "WHERE verdict = 'accepted' "
+            "AND substr(enrollment_id, 1, length(station_id) + 1) = station_id || '-' "
+            "AND substr(enrollment_id, length(station_id) + 10, 1) = '-'"
+        )
+        params: tuple = ()
+        if station_id is not None:
+            query += " AND station_id = ?"
+            params = (station_id,)
+        with self._transaction(write=False) as db:
+            rows = db.execute(query + " GROUP BY station_id", params).fetchall()
+        return {station: int(highest) for station, highest in rows if highest is not None}
 
     # heartbeats
 

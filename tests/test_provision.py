@@ -4,6 +4,7 @@ nothing, and a provisioned station refusing simulated modules unless told."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -13,18 +14,22 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support import VALID_NIK, fake_modules
 
 from hub import layout, pairing
 from hub.app import create_app
 from hub.cli import listening_socket
 from hub.service import Hub
+from hub.storage import ACCEPTED, Verdict
 from kiosk.cli import main
-from kiosk.config import load_config
+from kiosk.config import SessionConfig, load_config
+from kiosk.flow.machine import EnrollmentFlow
 from kiosk.operator_pin import HASHER
 from kiosk.packet.keys import (
     StationKeyFiles,
@@ -35,6 +40,7 @@ from kiosk.packet.keys import (
 )
 from kiosk.packet.seal import Sealer
 from kiosk.provision import protocol
+from kiosk.provision.protocol import SEQUENCE_MARGIN
 from kiosk.provision.station import (
     MARKER,
     ProvisionError,
@@ -43,6 +49,8 @@ from kiosk.provision.station import (
     provision,
     write_station_file,
 )
+from kiosk.simulate import enroll_one
+from kiosk.store.sqlite import SEQUENCE_FLOOR, EnrollmentStore
 from kiosk.sync.client import HubClient
 
 STATION = "3201-KCM-CIBINONG-01"
@@ -656,3 +664,112 @@ def test_a_relative_data_folder_is_written_as_an_absolute_path(tmp_path, hub_dir
     done = provision(request)
     assert done.config_path == tmp_path / "etc" / "station.toml"
     assert load_config(done.config_path).data_dir == tmp_path / "data"
+
+
+# -- a re-flashed station numbers on from the hub's last sequence ---------------------
+
+
+def accepted_at_hub(hub: Hub, enrollment_id: str, station: str = STATION) -> None:
+    """The hub's index holds ``enrollment_id`` as accepted (the old card's packet)."""
+    hub.index.record_verdict(
+        Verdict(
+            hashlib.sha256(enrollment_id.encode()).hexdigest(),
+            enrollment_id,
+            station,
+            ACCEPTED,
+            None,
+            None,
+            datetime.now(UTC),
+            1,
+            "packets/old-card.rekam",
+        )
+    )
+
+
+def first_enrollment(data_dir: Path, clock) -> tuple[str, int]:
+    """The id and sequence the provisioned station gives its first citizen."""
+    sealer = Sealer.from_key_files(StationKeyFiles(data_dir / "keys"), STATION)
+    store = EnrollmentStore(data_dir, sealer)
+    modules = fake_modules()
+    try:
+        flow = EnrollmentFlow(
+            station_id=STATION, modules=modules, sink=store, session=SessionConfig(), clock=clock
+        )
+        enrollment_id = enroll_one(flow, VALID_NIK)
+        return enrollment_id, store.last_sequence()
+    finally:
+        modules.close()
+        store.close()
+
+
+def test_a_reflashed_station_numbers_on_from_the_hubs_last_sequence(
+    tmp_path, hub_dir, serve, monkeypatch, capsys, clock
+):
+    """The SD card died: the new card, paired anew, makes no id the hub accepted already."""
+    hub, server = serve()
+    for sequence in (41, 42):
+        accepted_at_hub(hub, f"{STATION}-20261128-{sequence:06d}")
+    accepted_at_hub(hub, "3201-KCM-OTHER-01-20261128-009999", "3201-KCM-OTHER-01")
+    status, out, err = cli(
+        monkeypatch,
+        capsys,
+        *provision_args(tmp_path, server.url, "--pairing-code", new_code(hub_dir), "--force"),
+        stdin=f"{TECHNICIAN_PIN}\n{OPERATOR_PIN}\n",
+    )
+    assert status == 0, err
+    assert "enrollments numbered from 1043 on" in out
+    marker = json.loads((tmp_path / "data" / MARKER).read_text())
+    assert (marker["hub_last_sequence"], marker[SEQUENCE_FLOOR]) == (42, 42 + SEQUENCE_MARGIN)
+    enrollment_id, sequence = first_enrollment(tmp_path / "data", clock)
+    assert sequence >= 1043
+    assert enrollment_id.startswith(f"{STATION}-") and enrollment_id.endswith(f"-{sequence:06d}")
+    # an id the hub holds nothing under: no "accepted already with other content"
+    assert hub.index.verdict_for_enrollment(enrollment_id) is None
+
+
+def test_offline_the_technician_gives_the_first_sequence(
+    tmp_path, hub_dir, monkeypatch, capsys, clock
+):
+    hub_files = (
+        "--hub-key",
+        layout.hub_public_key_path(hub_dir),
+        "--hub-cert",
+        layout.tls_certificate_path(hub_dir),
+    )
+    status, out, err = cli(
+        monkeypatch,
+        capsys,
+        *provision_args(tmp_path, "https://127.0.0.1:8443", *hub_files, "--first-sequence", 1043),
+        stdin=f"{TECHNICIAN_PIN}\n{OPERATOR_PIN}\n",
+    )
+    assert status == 0, err
+    assert "enrollments numbered from 1043 on" in out
+    marker = json.loads((tmp_path / "data" / MARKER).read_text())
+    assert marker[SEQUENCE_FLOOR] == 1042 and "hub_last_sequence" not in marker
+    assert first_enrollment(tmp_path / "data", clock)[1] == 1043
+    # without it, offline: no floor, numbered from 1 as before
+    other = tmp_path / "other"
+    status, out, err = cli(
+        monkeypatch,
+        capsys,
+        *provision_args(other, "https://127.0.0.1:8443", *hub_files),
+        stdin=f"{TECHNICIAN_PIN}\n{OPERATOR_PIN}\n",
+    )
+    assert status == 0, err
+    assert "numbered from" not in out
+    assert SEQUENCE_FLOOR not in json.loads((other / "data" / MARKER).read_text())
+    assert first_enrollment(other / "data", clock)[1] == 1
+    # a number that is not one: argparse's one line, nothing written
+    third = tmp_path / "third"
+    for bad in ("0", "-5", "abc"):
+        with pytest.raises(SystemExit) as refused:
+            cli(
+                monkeypatch,
+                capsys,
+                *provision_args(
+                    third, "https://127.0.0.1:8443", *hub_files, "--first-sequence", bad
+                ),
+            )
+        assert refused.value.code == 2
+        assert "--first-sequence" in capsys.readouterr().err
+    assert not third.exists()

@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import errno
 import hashlib
+import json
 import logging
 import os
 import random
@@ -38,8 +39,10 @@ from kiosk.store.export import export_packets
 from kiosk.store.preflight import MIN_FREE_BYTES, check_data_dir
 from kiosk.store.sqlite import (
     INDEX_NAME,
+    PROVISIONED_MARKER,
     ROOM_FOR_ONE_BYTES,
     SCHEMA_VERSION,
+    SEQUENCE_FLOOR,
     EnrollmentStore,
     PacketState,
     full_disk_message,
@@ -285,6 +288,80 @@ def test_last_sequence_survives_rows_deleted_behind_its_back(tmp_path, packet):
         assert again.last_sequence() == 7
     finally:
         again.close()
+
+
+def write_marker(data_dir: Path, text: str) -> None:
+    """The provisioning marker (kiosk/provision/station.py) as ``kiosk provision`` leaves it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / PROVISIONED_MARKER).write_text(text)
+
+
+def test_a_sequence_floor_above_the_counter_raises_it_once(tmp_path, packet, caplog):
+    """A re-flashed station: provisioning wrote the hub's last sequence plus the margin."""
+    data = tmp_path / "kiosk"
+    write_marker(data, json.dumps({"station_id": "TEST-01", SEQUENCE_FLOOR: 1042}))
+    with caplog.at_level(logging.WARNING, logger="kiosk.store.sqlite"):
+        store = EnrollmentStore(data, test_sealer())
+    assert store.last_sequence() == 1042
+    assert [r.getMessage() for r in caplog.records if "counter raised" in r.getMessage()] == [
+        f"enrollment counter raised from 0 to 1042 ({SEQUENCE_FLOOR} of "
+        f"{data / PROVISIONED_MARKER}): this station's next enrollment is numbered 1043"
+    ]
+    store.save(renamed(packet, eid(1043), sequence=1043))
+    caplog.clear()
+    again = reopened(store)  # the next start: above the floor already, nothing logged
+    try:
+        assert again.last_sequence() == 1043
+        assert not [r for r in caplog.records if "counter raised" in r.getMessage()]
+    finally:
+        again.close()
+
+
+def test_a_sequence_floor_below_the_counter_changes_nothing(tmp_path, packet):
+    data = tmp_path / "kiosk"
+    store = EnrollmentStore(data, test_sealer())
+    store.save(renamed(packet, eid(7), sequence=7))
+    store.close()
+    write_marker(data, json.dumps({SEQUENCE_FLOOR: 5}))
+    again = EnrollmentStore(data, test_sealer())
+    try:
+        assert again.last_sequence() == 7
+    finally:
+        again.close()
+    write_marker(data, json.dumps({"station_id": "TEST-01"}))  # no floor: as before
+    again = EnrollmentStore(data)
+    try:
+        assert again.last_sequence() == 7
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"sequence_floor": 10', "cannot be read"),
+        ("\xff\xfe", "cannot be read"),
+        ("[1042]", "not a JSON object"),
+        ('{"sequence_floor": "1042"}', "not a whole number"),
+        ('{"sequence_floor": -3}', "not a whole number"),
+        ('{"sequence_floor": true}', "not a whole number"),
+        ('{"sequence_floor": 1e400}', "not a whole number"),
+        ('{"sequence_floor": 99999999999999999999999999}', "not a whole number"),
+    ],
+)
+def test_a_damaged_marker_is_ignored_with_a_log_line(tmp_path, packet, caplog, text, words):
+    data = tmp_path / "kiosk"
+    write_marker(data, text)
+    with caplog.at_level(logging.ERROR, logger="kiosk.store.sqlite"):
+        store = EnrollmentStore(data, test_sealer())
+    try:
+        lines = [r.getMessage() for r in caplog.records if PROVISIONED_MARKER in r.getMessage()]
+        assert len(lines) == 1 and words in lines[0], lines
+        assert store.last_sequence() == 0
+        store.save(renamed(packet, eid(1), sequence=1))  # the store works
+        assert store.last_sequence() == 1
+    finally:
+        store.close()
 
 
 def test_a_refused_save_does_not_move_the_sequence(store, packet, monkeypatch):

@@ -34,15 +34,19 @@ class PairingFailed(KioskError):
 
 @dataclass(frozen=True)
 class HubTrust:
-    """What the station keeps of the hub: its sealing key and TLS certificate (PEM)."""
+    """What the station keeps of the hub: its sealing key and TLS certificate (PEM);
+    from a pairing, also the highest enrollment sequence the hub holds for the station
+    (None offline: no hub answered)."""
 
     hub_key: bytes
     tls_certificate: bytes
+    last_sequence: int | None = None
 
 
 def pair(url: str, station_id: str, region: str, code: str, station_key: bytes) -> HubTrust:
-    """Pair with the hub at ``url`` using ``code``; the hub's key and certificate once
-    its answer's MAC holds. Raises PairingFailed (one line) otherwise."""
+    """Pair with the hub at ``url`` using ``code``; the hub's key, certificate and last
+    sequence for the station once its answer's MAC holds. Raises PairingFailed (one
+    line) otherwise."""
     try:
         base = hub_url(url)
         normalised = protocol.normalise_code(code)
@@ -105,14 +109,19 @@ def _check_answer(
         data = response.json()
         hub_key = protocol.unb64(data["hub_key"], "hub_key")
         certificate = data["tls_certificate"].encode("ascii")
+        last_sequence = data["last_sequence"]
         mac = protocol.unb64(data["mac"], "mac")
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeError):
         raise forged from None
+    if not isinstance(last_sequence, int) or isinstance(last_sequence, bool):
+        raise forged
     expected = protocol.answer_mac(
-        key, station_id, region, station_key, nonce, hub_key, certificate
+        key, station_id, region, station_key, nonce, hub_key, certificate, last_sequence
     )
     if not protocol.same(mac, expected):
         raise forged
+    if not 0 <= last_sequence <= protocol.MAX_SEQUENCE:
+        raise PairingFailed(f"the hub sent a last sequence this kiosk cannot use ({last_sequence})")
     try:
         hub_hpke_public_key(hub_key)
         x509.load_pem_x509_certificate(certificate)
@@ -120,7 +129,7 @@ def _check_answer(
         raise PairingFailed(
             f"the hub sent a key or certificate this kiosk cannot use ({exc})"
         ) from None
-    return HubTrust(hub_key, certificate)
+    return HubTrust(hub_key, certificate, last_sequence)
 
 
 def _check_certificate(base: httpx.URL, certificate: bytes) -> None:

@@ -1,7 +1,8 @@
 """``kiosk provision``: first boot of a station, from the command line or its screen.
 
     kiosk provision --station-id ID --region R --hub URL --pairing-code CODE --operator NAME
-    kiosk provision ... --hub-key /media/usb/hub.pub --hub-cert /media/usb/tls.pem
+    kiosk provision ... --hub-key /media/usb/hub.pub --hub-cert /media/usb/tls.pem \
+        [--first-sequence N]      (a re-flashed station: the number kiosk-hub dashboard shows)
     kiosk provision --screen          (the touchscreen form; kiosk-firstboot.service)
 
 The technician's PIN and the first operator's are asked on the terminal, each
@@ -20,7 +21,13 @@ from pathlib import Path
 
 from kiosk.config import DEFAULT_PATH
 from kiosk.i18n import LANGUAGES
-from kiosk.provision.station import DEFAULT_DATA_DIR, ProvisionError, Provisioning, provision
+from kiosk.provision.station import (
+    DEFAULT_DATA_DIR,
+    MAX_FIRST,
+    ProvisionError,
+    Provisioning,
+    provision,
+)
 
 REQUIRED = ("station_id", "region", "hub")
 
@@ -89,11 +96,17 @@ def _provision(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         force=args.force,
         owner=args.owner,
+        first_sequence=args.first_sequence,
     )
     done = provision(request, lambda step: print(f"kiosk: {step}...", file=sys.stderr))
     print(f"station {done.station_id} provisioned: {done.config_path}")
     print(f"  station key {done.station_key_id} in {done.keys.station_key}")
     print(f"  hub key {done.hub_key_id} and its TLS certificate in {done.keys.folder}")
+    if done.sequence_floor is not None:
+        print(
+            f"  enrollments numbered from {done.sequence_floor + 1} on "
+            "(none the hub already holds for this station)"
+        )
     if done.registered:
         print("  registered at the hub by the pairing code")
     else:
@@ -102,6 +115,16 @@ def _provision(args: argparse.Namespace) -> int:
         for note in done.notes:
             print(f"  {note}")
     return 0
+
+
+def _first_sequence(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_FIRST:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MAX_FIRST}, not {text!r}")
+    return value
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -121,6 +144,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--pairing-code", metavar="CODE", help="printed by `kiosk-hub pair`")
     command.add_argument("--hub-key", type=Path, help="offline: the hub's hub.pub")
     command.add_argument("--hub-cert", type=Path, help="offline: the hub's tls.pem")
+    command.add_argument(
+        "--first-sequence",
+        type=_first_sequence,
+        metavar="N",
+        help="a re-flashed station provisioned offline: number its enrollments from N on "
+        "(the number `kiosk-hub dashboard` shows for it); paired, the hub's answer does this",
+    )
     command.add_argument("--operator", metavar="NAME", help="the first operator's name")
     command.add_argument(
         "--pins-stdin",

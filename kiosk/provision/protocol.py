@@ -9,9 +9,12 @@ The station has nothing pinned yet, so the code authenticates both sides:
   the station id, so a code is good for that station only;
 - the station's request carries an HMAC under that key over its id, region, public
   key and a fresh nonce: the hub registers only the key the code vouches for;
-- the hub's answer carries an HMAC over the same fields plus the hub's sealing key
-  and its TLS certificate: the station writes them (and from then on trusts that
-  certificate alone) only when the MAC holds.
+- the hub's answer carries an HMAC over the same fields plus the hub's sealing key,
+  its TLS certificate and the highest enrollment sequence it holds for the station
+  (``last_sequence``): the station writes them (and from then on trusts that
+  certificate alone) only when the MAC holds. A re-flashed station numbers its
+  enrollments on from ``last_sequence + SEQUENCE_MARGIN``, never reusing an id the
+  hub accepted from its old card.
 
 The hub keeps only the derived key, never the code, and forgets it once used or
 expired. The request and the answer are JSON; binary values are base64.
@@ -38,7 +41,12 @@ SCRYPT_P = 1
 NONCE_BYTES = 16
 _KDF_LABEL = b"rekam-kiosk pairing v1\x00"
 _REQUEST_LABEL = b"rekam-kiosk pairing request v1\x00"
-_ANSWER_LABEL = b"rekam-kiosk pairing answer v1\x00"
+# v2: the answer's MAC covers last_sequence too (a v1 station refuses a v2 answer)
+_ANSWER_LABEL = b"rekam-kiosk pairing answer v2\x00"
+# a re-flashed station numbers on from the hub's highest sequence for it plus this margin:
+SEQUENCE_MARGIN = 1000  # room for recordings the old card may hold that never reached the hub
+# the largest last_sequence a station takes from a hub's answer (a sequence is %06d, grows)
+MAX_SEQUENCE = 10**12
 
 # the hub's refusals (the ``reason`` of a 403 answer)
 NO_CODE = "no_code"
@@ -106,9 +114,16 @@ def answer_mac(
     nonce: bytes,
     hub_key: bytes,
     tls_certificate: bytes,
+    last_sequence: int,
 ) -> bytes:
     message = _fields(
-        station_id.encode(), region.encode(), station_key, nonce, hub_key, tls_certificate
+        station_id.encode(),
+        region.encode(),
+        station_key,
+        nonce,
+        hub_key,
+        tls_certificate,
+        str(int(last_sequence)).encode("ascii"),
     )
     return _mac(key, b"hub", _ANSWER_LABEL + message)
 

@@ -14,6 +14,12 @@ screen alike, in an order that leaves nothing half done by a refusal:
    ``station.pub``, ``hub.pub``, ``hub-tls.pem``), the station file written
    atomically (0640), and the marker ``<data_dir>/provisioned.json`` last.
 
+The marker also carries the enrollment counter's floor (``sequence_floor``), which
+the store takes when it opens (kiosk/store/sqlite.py): paired, the hub's highest
+sequence for this station id plus ``protocol.SEQUENCE_MARGIN``, so a re-flashed
+station never makes an id the hub accepted from its old card; offline, one less
+than ``--first-sequence`` if the technician gives it.
+
 A *provisioned* station is one whose data folder holds that marker. It refuses
 simulated modules (``kiosk run --simulate``, a ``fake`` driver) unless the
 technician says so (``kiosk run --allow-simulated``): :func:`refuse_simulation`.
@@ -65,13 +71,15 @@ from kiosk.packet.keys import (
 from kiosk.provision import protocol
 from kiosk.provision.client import HubTrust, PairingFailed, pair
 from kiosk.store.durable import fsync_dir
+from kiosk.store.sqlite import PROVISIONED_MARKER, SEQUENCE_FLOOR
 
 DEFAULT_DATA_DIR = Path("/var/lib/rekam-kiosk")
-MARKER = "provisioned.json"
+MARKER = PROVISIONED_MARKER
 STATION_FILE_MODE = 0o640
 STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # kiosk/config.py's rule
 REGION = re.compile(r"[0-9A-Za-z][0-9A-Za-z ._-]{0,63}")
 OPERATOR = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")  # kiosk/config.py's [operators] names
+MAX_FIRST = protocol.MAX_SEQUENCE  # --first-sequence's largest
 
 
 class ProvisionError(KioskError):
@@ -104,6 +112,9 @@ class Provisioning:
     owner: str | None = None  # the kiosk's user: gets the data folder, and reads the file
     modules: dict[str, dict[str, Any]] | None = None  # None: found on this machine
     dev: Path = Path("/dev")
+    # the first enrollment's sequence at least (offline: the number `kiosk-hub dashboard`
+    # shows for a re-flashed station); None: as the hub's answer says, else from 1
+    first_sequence: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,7 @@ class Provisioned:
     registered: bool  # paired with the hub; False: register it by hand (offline)
     exported_public: Path | None = None  # offline: station.pub copied beside the hub's files
     notes: list[str] = field(default_factory=list)
+    sequence_floor: int | None = None  # the first enrollment is numbered one above it
 
 
 def check(request: Provisioning) -> list[tuple[str, str]]:
@@ -172,6 +184,11 @@ def provision(request: Provisioning, progress: Callable[[str], None] | None = No
         raise ProvisionError(
             " ".join(english(key) for _, key in problems), problems[0][1], field=problems[0][0]
         )
+    first = request.first_sequence
+    if first is not None and (
+        not isinstance(first, int) or isinstance(first, bool) or not 1 <= first <= MAX_FIRST
+    ):
+        raise ProvisionError(f"--first-sequence: a whole number from 1 to {MAX_FIRST}")
     config_path = Path(os.path.realpath(request.config_path))  # /etc/rekam-kiosk -> data part.
     data_dir = Path(os.path.abspath(Path(request.data_dir).expanduser()))
     files = StationKeyFiles.in_data_dir(data_dir)
@@ -221,7 +238,8 @@ def provision(request: Provisioning, progress: Callable[[str], None] | None = No
             f"register the station at the hub: kiosk-hub register /var/lib/kiosk-hub "
             f"--station {request.station_id} --key {exported or files.station_public}"
         )
-    _write_marker(data_dir, request, public, trust, registered)
+    floor = sequence_floor(trust, request.first_sequence)
+    _write_marker(data_dir, request, public, trust, registered, floor)
     if request.owner:
         _give_to(data_dir, request.owner, keep=config_path.parent)
     return Provisioned(
@@ -233,7 +251,20 @@ def provision(request: Provisioning, progress: Callable[[str], None] | None = No
         registered,
         exported,
         notes,
+        floor,
     )
+
+
+def sequence_floor(trust: HubTrust, first_sequence: int | None) -> int | None:
+    """The counter's floor for the marker: the hub's last sequence plus the margin
+    (paired), or one below ``first_sequence`` (the technician's), whichever is higher;
+    None when neither is known (offline without --first-sequence)."""
+    floors = []
+    if trust.last_sequence is not None:
+        floors.append(trust.last_sequence + protocol.SEQUENCE_MARGIN)
+    if first_sequence is not None:
+        floors.append(first_sequence - 1)
+    return max(floors) if floors else None
 
 
 _REFUSALS = (
@@ -402,7 +433,12 @@ def _export_public(request: Provisioning, files: StationKeyFiles) -> Path | None
 
 
 def _write_marker(
-    data_dir: Path, request: Provisioning, public: bytes, trust: HubTrust, registered: bool
+    data_dir: Path,
+    request: Provisioning,
+    public: bytes,
+    trust: HubTrust,
+    registered: bool,
+    floor: int | None,
 ) -> None:
     marker = {
         "station_id": request.station_id,
@@ -414,6 +450,10 @@ def _write_marker(
         "registered_by": "pairing" if registered else "hand",
         "software": __version__,
     }
+    if trust.last_sequence is not None:
+        marker["hub_last_sequence"] = trust.last_sequence
+    if floor is not None:
+        marker[SEQUENCE_FLOOR] = floor  # kiosk/store/sqlite.py raises its counter to it
     from kiosk.store.durable import write_durably
 
     write_durably(data_dir / MARKER, (json.dumps(marker, indent=1) + "\n").encode())

@@ -20,6 +20,12 @@ deleted, the row kept) after a configured number of days, and never before the
 hub acknowledged them. The folder is private (0700) and the files 0600.
 
 Several processes may open one data folder (the kiosk saves, `kiosk sync` sends).
+
+The enrollment counter (``counters``, :meth:`EnrollmentStore.last_sequence`) never
+goes back. A re-flashed station starts with an empty store, so ``kiosk provision``
+writes a floor into its marker (``provisioned.json``, ``"sequence_floor"``: the
+hub's highest sequence for the station plus a margin); opening the store raises the
+counter to it, so the new card never makes an id the hub accepted from the old one.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -57,6 +64,9 @@ SAVE_HEADROOM_BYTES = 4 * 1024 * 1024
 # Free space a citizen may start with: a sealed packet (~150 KB) and the headroom,
 # with a wide margin.
 ROOM_FOR_ONE_BYTES = 20 * 1024 * 1024
+# written by `kiosk provision` (kiosk/provision/station.py) in the data folder
+PROVISIONED_MARKER = "provisioned.json"
+SEQUENCE_FLOOR = "sequence_floor"  # its key: the counter is never below this
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS packets (
@@ -211,8 +221,9 @@ class EnrollmentStore:
                 side = self.path.with_name(self.path.name + suffix)
                 if side.exists():
                     side.chmod(FILE_MODE)
+            floor = _sequence_floor(self.data_dir / PROVISIONED_MARKER)
             with self._lock:
-                self._check_files()
+                self._check_files(floor)
         except StoreError:  # a StoreError is an OSError: keep its own message
             self._close_quietly()
             raise
@@ -227,14 +238,17 @@ class EnrollmentStore:
 
     # -- opening: every file checked --------------------------------------------------
 
-    def _check_files(self) -> None:
-        """Quarantine what the index and the folder disagree on (caller holds the lock).
+    def _check_files(self, floor: int | None = None) -> None:
+        """Quarantine what the index and the folder disagree on (caller holds the lock),
+        and raise the enrollment counter to ``floor`` (the provisioning marker's).
 
         Runs under SQLite's write lock, which a save holds from before its file
         is written until its commit: no other process is half-way through a save.
         """
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            if floor is not None:
+                self._raise_counter(floor)
             rows = self._db.execute(
                 "SELECT enrollment_id, sha256, size FROM packets WHERE state IN (?, ?, ?, ?)",
                 ON_DISK,
@@ -268,6 +282,28 @@ class EnrollmentStore:
         finally:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+
+    def _raise_counter(self, floor: int) -> None:
+        """The counter becomes max(counter, floor), in the caller's write transaction;
+        logged when it moves (once: from then on it is at the floor or above)."""
+        row = self._db.execute("SELECT value FROM counters WHERE name = 'sequence'").fetchone()
+        counter = row[0] if row else 0
+        if floor <= counter:
+            return
+        self._db.execute(
+            "INSERT INTO counters VALUES ('sequence', ?) ON CONFLICT (name) "
+            "DO UPDATE SET value = max(value, excluded.value)",
+            (floor,),
+        )
+        log.warning(
+            "enrollment counter raised from %d to %d (%s of %s): this station's next "
+            "enrollment is numbered %d",
+            counter,
+            floor,
+            SEQUENCE_FLOOR,
+            self.data_dir / PROVISIONED_MARKER,
+            floor + 1,
+        )
 
     def _quarantine(self, enrollment_id: str, path: Path, problem: str) -> None:
         self._move_aside(path, problem)
@@ -515,6 +551,29 @@ class EnrollmentStore:
             with contextlib.suppress(sqlite3.Error):  # committed data is safe in the -wal
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
+
+
+def _sequence_floor(marker: Path) -> int | None:
+    """The marker's ``sequence_floor``; None when there is no marker or no floor in it.
+    A marker that cannot be read, or a floor that is not a whole number from 0 up, is
+    logged and ignored: the store still opens, its counter as it was."""
+    try:
+        data = json.loads(marker.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.error("%s: cannot be read (%s); no %s taken from it", marker, exc, SEQUENCE_FLOOR)
+        return None
+    if not isinstance(data, dict):
+        log.error("%s: not a JSON object; no %s taken from it", marker, SEQUENCE_FLOOR)
+        return None
+    floor = data.get(SEQUENCE_FLOOR)
+    if floor is None:
+        return None
+    if not isinstance(floor, int) or isinstance(floor, bool) or not 0 <= floor <= 2**53:
+        log.error("%s: %s %r is not a whole number; ignored", marker, SEQUENCE_FLOOR, floor)
+        return None
+    return floor
 
 
 def _citizen_seconds(manifest: dict) -> float | None:

@@ -138,6 +138,7 @@ def test_dashboard_command(hub_dir, sealed, tmp_path, capsys):
     assert status == 0
     assert "SIMULATION" in out
     assert "JB-BOGOR-01: last seen never (SILENT); accepted 1" in out
+    assert "last sequence 1 (re-flashed offline: --first-sequence 1002)" in out
 
 
 def test_serve_errors_are_one_line(hub_dir, tmp_path, capsys):

@@ -103,6 +103,10 @@ def test_dashboard_json_tells_stations_backlog_modules_and_spares(populated):
     assert [m["serial"] for m in first["modules"]] == ["CAM-0001", "FP-0001", "SIG-0001"]
     assert first["modules"][1]["failures"] == 3
     assert rows["JB-BOGOR-02"]["rejected"] == 1
+    # what a technician re-flashing a station offline types (kiosk provision --first-sequence)
+    assert (first["last_sequence"], first["first_sequence_after_reflash"]) == (3, 1004)
+    assert rows["JB-BOGOR-02"]["last_sequence"] == 1  # its forged packet 2 does not count
+    assert rows["JB-CIBINONG-03"]["last_sequence"] == 0  # nothing accepted yet
     assert rows["JB-CIBINONG-03"]["uploads_in_progress"] == 1
     spares = {(group["kind"], group["model"]): group for group in data["spares"]}
     readers = spares[("fingerprint", "Rekam SimFinger R307")]

@@ -9,6 +9,7 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -197,3 +198,65 @@ def test_a_malformed_request_is_a_400_and_changes_nothing(hub_dir, serve, capsys
     assert response.status_code == 400
     assert response.json()["error"]
     assert pending_files(hub_dir) == before
+
+
+def test_the_answer_carries_the_hubs_last_sequence_for_that_station_only(
+    hub_dir, serve, sealed, station_keys, capsys
+):
+    """A re-flashed station learns the highest sequence the hub accepted from its id."""
+    served = serve()
+    for station, sequence in (("JB-BOGOR-01", 41), ("JB-BOGOR-01", 42), ("JB-BOGOR-02", 900)):
+        assert served.send(sealed(station, sequence), station).status_code == 200
+    # a packet the hub refused (not the station's key) does not count, whatever it says
+    forged = sealed("JB-BOGOR-01", 5000, key=Ed25519PrivateKey.generate())
+    assert served.send(forged).status_code == 422
+    assert served.hub.index.last_sequences() == {"JB-BOGOR-01": 42, "JB-BOGOR-02": 900}
+    assert served.hub.index.last_sequences("JB-BOGOR-02") == {"JB-BOGOR-02": 900}
+    card = station_public_bytes(Ed25519PrivateKey.generate())  # the new card's key
+    trust = pair(served.url, "JB-BOGOR-01", "3201", code_for(capsys, hub_dir, "JB-BOGOR-01"), card)
+    assert trust.last_sequence == 42
+    assert layout.registered_stations(hub_dir)["JB-BOGOR-01"] == card
+    # a station the hub has nothing from starts from 0
+    trust = pair(served.url, NEW, "3201", code_for(capsys, hub_dir, NEW), card)
+    assert trust.last_sequence == 0
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda body: {**body, "last_sequence": 0}, id="lowered"),
+        pytest.param(
+            lambda body: {**body, "last_sequence": body["last_sequence"] + 1}, id="raised"
+        ),
+        pytest.param(
+            lambda body: {k: v for k, v in body.items() if k != "last_sequence"}, id="dropped"
+        ),
+        pytest.param(lambda body: {**body, "last_sequence": "42"}, id="text"),
+    ],
+)
+def test_a_tampered_last_sequence_fails_the_stations_mac_check(
+    hub_dir, serve, sealed, capsys, station_key, monkeypatch, tamper
+):
+    """An on-path attacker who lowers the hub's number (so the new card reuses ids the hub
+    accepted) or strips it is caught by the code's MAC, as a swapped certificate is."""
+    from kiosk.provision import client
+
+    served = serve()
+    assert served.send(sealed("JB-BOGOR-01", 42)).status_code == 200
+    real_post = client._post
+
+    def on_path(base, body, context):
+        answer = real_post(base, body, context)
+        return httpx.Response(200, json=tamper(answer.json()))
+
+    monkeypatch.setattr(client, "_post", on_path)
+    code = code_for(capsys, hub_dir, "JB-BOGOR-01")
+    with pytest.raises(PairingFailed, match="does not carry this pairing code's proof"):
+        pair(served.url, "JB-BOGOR-01", "3201", code, station_key)
+
+
+def test_the_answers_mac_covers_last_sequence():
+    key = protocol.derive_key("K7QMX-4RTPA", NEW)
+    fields = (key, NEW, "3201", b"k" * 32, b"n" * 16, b"hub", b"certificate")
+    assert protocol.answer_mac(*fields, 42) != protocol.answer_mac(*fields, 0)
+    assert protocol.answer_mac(*fields, 42) == protocol.answer_mac(*fields, 42)

@@ -249,6 +249,27 @@ def test_counts_and_recent_verdicts(index):
     )
 
 
+def test_last_sequences_read_the_accepted_ids_numerically(index):
+    """What a re-flashed station numbers on from (hub/pairing.py): the highest sequence of
+    each station's accepted packets, compared as numbers, whatever the date."""
+    for n, enrollment, kind in (
+        (1, "JB-01-20261130-000007", ACCEPTED),
+        (2, "JB-01-20261128-999999", ACCEPTED),
+        (3, "JB-01-20261127-1000000", ACCEPTED),  # past six digits: still the highest
+        (4, "JB-01-20261201-5000000", REJECTED),  # refused: not the station's
+        (5, "JB-01-20261201-00012x", ACCEPTED),  # not a number: skipped
+        (6, "JB-01-x", ACCEPTED),
+        (7, "OTHER-20261128-9000000", ACCEPTED),  # another station's id
+    ):
+        index.record_verdict(verdict(n, enrollment, kind))
+    index.record_verdict(
+        Verdict(sha(9), "JB-01-2-20261128-000042", "JB-01-2", ACCEPTED, None, None, T0, 1, "p")
+    )
+    assert index.last_sequences() == {"JB-01": 1_000_000, "JB-01-2": 42}
+    assert index.last_sequences("JB-01-2") == {"JB-01-2": 42}
+    assert index.last_sequences("KB-09") == {}
+
+
 def test_heartbeats_refuse_replays_and_keep_the_latest(index):
     assert index.record_heartbeat(beat("JB-01", T0, backlog={"direkam": 2}, note="Kab. Bogor ✓"))
     assert not index.record_heartbeat(beat("JB-01", T0, backlog={"direkam": 9}))  # same sent_at
