@@ -73,7 +73,7 @@ def root(tmp_path_factory, aarch64_emulation):
             [str(HARNESS), str(work), sys.executable],
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=1800,  # 8-12 minutes on 2 busy cores
             check=False,
         )
         print(f"test-harness.sh: {time.monotonic() - started:.0f} s")
@@ -285,6 +285,7 @@ def loop_disk(tmp_path, root):
         subprocess.run(["losetup", "--detach", disk], check=False)
         for target in reversed(mounted):
             subprocess.run(["umount", str(target)], check=False)
+        image.unlink()
 
 
 def test_the_first_boot_makes_the_data_partition_in_the_rest_of_the_card(root, loop_disk):
