@@ -58,7 +58,14 @@ unmount_all() {
         umount "${target}" || umount --lazy "${target}"
     done
 }
-trap unmount_all EXIT
+# on any exit: the host-side preparation stopped, nothing left mounted
+finish() {
+    if [ -n "${prepared:-}" ]; then
+        kill "${prepared}" 2>/dev/null || true
+    fi
+    unmount_all
+}
+trap finish EXIT
 
 # pi-gen's on_chroot: the image's root with the kernel's file systems, bash -e on stdin
 on_chroot() {
@@ -151,6 +158,14 @@ cross_compile_wsq() {
         --wheel-dir "${KIOSK_WHEELHOUSE}" "${work}/wsq/wsq-0.9"
 }
 
+# COMMAND's output in WORK/debootstrap.log, its end shown if it fails
+logged() {
+    "$@" >>"${work}/debootstrap.log" 2>&1 || {
+        tail -n 20 "${work}/debootstrap.log" >&2
+        return 1
+    }
+}
+
 # the root of pi-gen's stage2, as far as our stage needs it and Debian has it
 make_root() {
     say "debootstrap ${release} arm64 minbase"
@@ -158,15 +173,15 @@ make_root() {
     if [ -n "${HARNESS_DEBOOTSTRAP_CACHE:-}" ]; then
         mkdir -p "${HARNESS_DEBOOTSTRAP_CACHE}"
         tarball="${HARNESS_DEBOOTSTRAP_CACHE}/${release}-arm64-minbase.tar.gz"
-        [ -f "${tarball}" ] || debootstrap --arch=arm64 --variant=minbase \
-            --make-tarball="${tarball}" "${release}" "${work}/tarball-work" "${mirror}" >/dev/null
+        [ -f "${tarball}" ] || logged debootstrap --arch=arm64 --variant=minbase \
+            --make-tarball="${tarball}" "${release}" "${work}/tarball-work" "${mirror}"
         tarball_args=(--unpack-tarball="${tarball}")
     fi
-    debootstrap --arch=arm64 --variant=minbase --foreign "${tarball_args[@]}" \
-        "${release}" "${ROOTFS_DIR}" "${mirror}" >/dev/null
+    logged debootstrap --arch=arm64 --variant=minbase --foreign "${tarball_args[@]}" \
+        "${release}" "${ROOTFS_DIR}" "${mirror}"
     # dpkg's fsyncs cost minutes under emulation and buy nothing in a throw-away root
     echo force-unsafe-io >"${ROOTFS_DIR}/etc/dpkg/dpkg.cfg.d/harness-unsafe-io"
-    chroot "${ROOTFS_DIR}" /debootstrap/debootstrap --second-stage >/dev/null
+    logged chroot "${ROOTFS_DIR}" /debootstrap/debootstrap --second-stage
 
     say "stand-ins for pi-gen's stages 0-2: ${STAGE2_STAND_INS[*]}, config.txt, cmdline.txt, fstab"
     # ca-certificates' hash links take minutes under emulation, and nothing here uses TLS
@@ -198,6 +213,7 @@ else
     make_root
 fi
 wait "${prepared}"
+prepared=""
 cross_compile_wsq
 say "the stage"
 run_stage "${work}/stage-kiosk"
