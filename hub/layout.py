@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+# the station file's rule for station.id: also a safe file name
+from kiosk.config import STATION_ID
 from kiosk.packet.keys import (
     KeyFileError,
     generate_hub_key,
@@ -49,8 +50,6 @@ STATIONS = "stations"
 SIMULATION_MARKER = "SIMULATION"
 TLS_VALIDITY_DAYS = 25 * 365
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
-# the station file's rule for station.id (kiosk/config.py): also a safe file name
-STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def hub_key_path(path: Path) -> Path:

@@ -55,7 +55,7 @@ from kiosk.voice import DEFAULT_RATE, MAX_RATE, MIN_RATE
 
 DEFAULT_PATH = Path("/etc/rekam-kiosk/station.toml")
 SIMULATION_PATH = Path(__file__).with_name("simulation.toml")
-_STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _MAX_DEPTH = 16  # the deepest a real station file goes is an option's list: 4 levels
 # Top-level key names a PIN may be written under by mistake (sandi: password, kode: code)
@@ -268,7 +268,7 @@ def _parse(r: _Reader) -> StationConfig:
     r.only_known_keys("")
     r.only_known_keys("station")
     station_id = r.get("station.id", str, "a station id of letters, digits, '.', '_' or '-'")
-    if not _STATION_ID.fullmatch(station_id):  # fullmatch: "$" would let a final newline by
+    if not STATION_ID.fullmatch(station_id):  # fullmatch: "$" would let a final newline by
         raise r.fail("station.id", "letters, digits, '.', '_' or '-' (at most 64)", station_id)
     region = r.get("station.region", str, 'the region code or name, e.g. "3201"')
     if not region.strip():

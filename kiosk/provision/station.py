@@ -52,7 +52,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk import __version__
-from kiosk.config import DEFAULT_PATH, StationConfig, load_config
+from kiosk.config import DEFAULT_PATH, OPERATOR_NAME, STATION_ID, StationConfig, load_config
 from kiosk.errors import ConfigError, KioskError
 from kiosk.i18n import Translator
 from kiosk.operator_pin import hash_pin, valid_pin
@@ -76,9 +76,7 @@ from kiosk.store.sqlite import PROVISIONED_MARKER, SEQUENCE_FLOOR
 DEFAULT_DATA_DIR = Path("/var/lib/rekam-kiosk")
 MARKER = PROVISIONED_MARKER
 STATION_FILE_MODE = 0o640
-STATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # kiosk/config.py's rule
 REGION = re.compile(r"[0-9A-Za-z][0-9A-Za-z ._-]{0,63}")
-OPERATOR = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")  # kiosk/config.py's [operators] names
 MAX_FIRST = protocol.MAX_SEQUENCE  # --first-sequence's largest
 
 
@@ -150,7 +148,7 @@ def check(request: Provisioning) -> list[tuple[str, str]]:
             problems.append(("pairing_code", "provision.error.pairing_code"))
     if not valid_pin(request.technician_pin):
         problems.append(("technician_pin", "provision.error.technician_pin"))
-    if not OPERATOR.fullmatch(request.operator):
+    if not OPERATOR_NAME.fullmatch(request.operator):
         problems.append(("operator", "provision.error.operator"))
     if not valid_pin(request.operator_pin):
         problems.append(("operator_pin", "provision.error.operator_pin"))
