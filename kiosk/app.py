@@ -26,7 +26,20 @@ Config.set("kivy", "exit_on_escape", "0")
 _width, _height = os.environ.get("KIOSK_WINDOW", "800x480").split("x")
 Config.set("graphics", "width", _width)
 Config.set("graphics", "height", _height)
-Config.set("input", "mouse", "mouse,disable_multitouch")  # no red dots on right-click
+
+
+def configure_input(environ=os.environ) -> None:
+    """On the station's own display (SDL on KMS/DRM) the touchscreen is read by mtdev
+    alone, as the image's Kivy config says: SDL's mouse events made from the same
+    touches would double every tap. Elsewhere (a PC, Xvfb) the mouse is the input."""
+    if environ.get("SDL_VIDEODRIVER") == "kmsdrm":
+        if Config.has_option("input", "mouse"):
+            Config.remove_option("input", "mouse")
+    else:
+        Config.set("input", "mouse", "mouse,disable_multitouch")  # no red dots on right-click
+
+
+configure_input()
 
 from kivy.app import App  # noqa: E402
 from kivy.clock import Clock  # noqa: E402
@@ -192,6 +205,7 @@ class KioskApp(App):
         screen = self.root.get_screen(str(self.flow.step))
         self.root.current = screen.name
         screen.mark_shown()
+        screen.entered()  # as after any change of screen: the flow may have moved meanwhile
         screen.refresh()
 
     def _tick(self, _dt: float) -> None:
@@ -205,11 +219,10 @@ class KioskApp(App):
                 screen.refresh()
 
     def _on_any_touch(self, _window, _touch) -> bool:
-        if self.station_screen:
-            if self.flow.desk is not None:
-                self.flow.desk.active()
-        else:
-            self.flow.touch()  # also answers "still there?"
+        # also answers "still there?": an officer at work keeps a held citizen's session
+        self.flow.touch()
+        if self.station_screen and self.flow.desk is not None:
+            self.flow.desk.active()
         return False
 
     def _refuse_close(self, *_args) -> bool:

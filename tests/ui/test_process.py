@@ -79,3 +79,20 @@ def test_kiosk_run_tells_systemd_it_is_ready_and_pings_the_watchdog_from_the_ui(
                 process.kill()
                 process.wait()
     assert set(messages) == {"READY=1", "WATCHDOG=1", "STOPPING=1"}
+
+
+def test_on_the_stations_display_only_the_touchscreen_is_read():
+    """SDL on KMS/DRM also turns each touch into a mouse event: with Kivy's mouse
+    provider beside mtdev (the image's one provider) every tap would count twice."""
+    from kivy.config import Config
+
+    from kiosk.app import configure_input
+
+    saved = Config.get("input", "mouse")
+    try:
+        configure_input({"SDL_VIDEODRIVER": "kmsdrm"})
+        assert not Config.has_option("input", "mouse")
+        configure_input({})  # a PC or the test display: the mouse is the input
+        assert Config.get("input", "mouse") == "mouse,disable_multitouch"
+    finally:
+        Config.set("input", "mouse", saved)

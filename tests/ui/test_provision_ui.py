@@ -22,6 +22,9 @@ ID, EN = Translator("id"), Translator("en")
 STATION = "3201-KCM-CIBINONG-01"
 
 
+REMOVED: list = []  # provisioning screens taken out of the window, see the fixture
+
+
 @pytest.fixture
 def provision_screen(kiosk, tmp_path) -> Iterator:
     from kiosk.screens.provision.provision import ProvisionScreen
@@ -43,6 +46,9 @@ def provision_screen(kiosk, tmp_path) -> Iterator:
     yield screen
     kiosk.app.close_station()
     kiosk.app.root.remove_widget(screen)
+    # kv rules bind app.language to the screen through weak references that outlive
+    # its removal: kept alive, a later language change never calls into a dead screen
+    REMOVED.append(screen)
     kiosk.app.language = kiosk.app.flow.language
 
 
