@@ -26,4 +26,5 @@ git -C "${repo}" ls-files -z | tar -C "${repo}" --null -T - --ignore-failed-read
     --wheel-dir "${files}/wheels" "${source_copy}"
 
 cp "${repo}"/systemd/*.service "${files}/units/"
-cp "${repo}"/docs/*.md "${files}/docs/"
+# the guides whole: Bahasa Indonesia (docs/id/), their screenshots, the example station file
+git -C "${repo}" ls-files -z docs | tar -C "${repo}" --null -T - -cf - | tar -C "${files}" -xf -

@@ -120,6 +120,14 @@ def test_the_kiosk_runs_under_emulation(root):
     assert result.returncode == 0, result.stderr
 
 
+def test_the_guides_are_on_the_station_in_both_languages_with_their_pictures(root):
+    docs = root / "opt/rekam-kiosk/docs"
+    for guide in ("technician.md", "operator.md", "id/panduan-teknisi.md", "id/panduan-petugas.md"):
+        assert (docs / guide).is_file(), guide
+    assert (docs / "screenshots/tech-02-diagnostics-modules.png").is_file()
+    assert (docs / "station.example.toml").is_file()  # the recovery section points at it
+
+
 def test_the_environment_sees_the_systems_packages_and_lacks_nothing(root):
     assert "include-system-site-packages = true" in (root / VENV[1:] / "pyvenv.cfg").read_text()
     result = _in_root(root, f"{VENV}/bin/pip", "check", "--disable-pip-version-check")

@@ -26,7 +26,7 @@ install -m 755 files/make-data-partition "${ROOTFS_DIR}/usr/local/lib/rekam-kios
 
 # the guides the units' Documentation= lines point at
 install -d -m 755 "${ROOTFS_DIR}/opt/rekam-kiosk/docs"
-install -m 644 files/docs/*.md "${ROOTFS_DIR}/opt/rekam-kiosk/docs/"
+cp -r --no-preserve=mode,ownership files/docs/. "${ROOTFS_DIR}/opt/rekam-kiosk/docs/"
 
 # Kivy's settings for the kiosk user, written by 01-run-chroot.sh (kivy_config.py)
 install -m 644 files/kivy_config.py "${install_dir}/"
