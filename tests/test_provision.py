@@ -58,6 +58,18 @@ TECHNICIAN_PIN, OPERATOR_PIN = "804211", "4821"
 FAKES = {kind: {"driver": "fake"} for kind in ("camera", "fingerprint", "signature", "indicators")}
 
 
+def request_for(**fields) -> Provisioning:
+    """A provisioning of STATION in region 3201 by the technician and siti, with ``fields``."""
+    return Provisioning(
+        station_id=STATION,
+        region="3201",
+        technician_pin=TECHNICIAN_PIN,
+        operator="siti",
+        operator_pin=OPERATOR_PIN,
+        **fields,
+    )
+
+
 @pytest.fixture
 def hub_dir(tmp_path) -> Path:
     path = tmp_path / "hub"
@@ -266,13 +278,8 @@ def test_a_tampered_answer_is_refused_and_nothing_is_written(tmp_path, hub_dir, 
         return wrapped
 
     _, server = serve(tamper)
-    request = Provisioning(
-        station_id=STATION,
-        region="3201",
+    request = request_for(
         hub_url=server.url,
-        technician_pin=TECHNICIAN_PIN,
-        operator="siti",
-        operator_pin=OPERATOR_PIN,
         pairing_code=new_code(hub_dir),
         config_path=tmp_path / "etc" / "station.toml",
         data_dir=tmp_path / "data",
@@ -303,13 +310,8 @@ def test_expired_used_or_foreign_codes_are_one_line_each(
     code, _ = pairing.make_code(
         hub_dir, STATION, region=made.get("region", "3201"), valid=timedelta(hours=1), now=now
     )
-    request = Provisioning(
-        station_id=STATION,
-        region="3201",
+    request = request_for(
         hub_url=server.url,
-        technician_pin=TECHNICIAN_PIN,
-        operator="siti",
-        operator_pin=OPERATOR_PIN,
         pairing_code=code,
         config_path=tmp_path / "etc" / "station.toml",
         data_dir=tmp_path / "data",
@@ -444,13 +446,8 @@ def test_the_station_file_is_written_through_the_etc_symlink(tmp_path):
     etc = tmp_path / "etc"
     etc.mkdir()
     (etc / "rekam-kiosk").symlink_to(real, target_is_directory=True)
-    request = Provisioning(
-        station_id=STATION,
-        region="3201",
+    request = request_for(
         hub_url="https://10.0.0.2:8443",
-        technician_pin=TECHNICIAN_PIN,
-        operator="siti",
-        operator_pin=OPERATOR_PIN,
         config_path=etc / "rekam-kiosk" / "station.toml",
         data_dir=tmp_path / "data",
     )
@@ -512,13 +509,8 @@ def window(monkeypatch) -> list[dict]:
 @pytest.fixture
 def provisioned_station(tmp_path, hub_dir) -> Path:
     """A station provisioned (offline) with fake modules in its station file."""
-    request = Provisioning(
-        station_id=STATION,
-        region="3201",
+    request = request_for(
         hub_url="https://127.0.0.1:8443",
-        technician_pin=TECHNICIAN_PIN,
-        operator="siti",
-        operator_pin=OPERATOR_PIN,
         hub_key_file=layout.hub_public_key_path(hub_dir),
         hub_cert_file=layout.tls_certificate_path(hub_dir),
         config_path=tmp_path / "etc" / "station.toml",
@@ -593,13 +585,8 @@ def test_a_machine_that_is_not_provisioned_simulates_as_before(
     assert status == 0, err
     # a station file written by hand with fakes, and no provisioning marker
     config = tmp_path / "station.toml"
-    request = Provisioning(
-        station_id=STATION,
-        region="3201",
+    request = request_for(
         hub_url="https://10.0.0.2:8443",
-        technician_pin=TECHNICIAN_PIN,
-        operator="siti",
-        operator_pin=OPERATOR_PIN,
         data_dir=tmp_path / "data",
     )
     from kiosk.provision.station import station_file
@@ -618,13 +605,8 @@ def test_as_root_the_data_folder_goes_to_the_kiosks_user_and_the_file_stays_root
 
     kiosk_user = pwd.getpwnam("nobody")
     data = tmp_path / "data"
-    request = Provisioning(
-        station_id=STATION,
-        region="3201",
+    request = request_for(
         hub_url="https://127.0.0.1:8443",
-        technician_pin=TECHNICIAN_PIN,
-        operator="siti",
-        operator_pin=OPERATOR_PIN,
         hub_key_file=layout.hub_public_key_path(hub_dir),
         hub_cert_file=layout.tls_certificate_path(hub_dir),
         config_path=data / "config" / "station.toml",  # as on the image: inside the data
@@ -648,13 +630,8 @@ def test_as_root_the_data_folder_goes_to_the_kiosks_user_and_the_file_stays_root
 
 def test_a_relative_data_folder_is_written_as_an_absolute_path(tmp_path, hub_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    request = Provisioning(
-        station_id=STATION,
-        region="3201",
+    request = request_for(
         hub_url="https://127.0.0.1:8443",
-        technician_pin=TECHNICIAN_PIN,
-        operator="siti",
-        operator_pin=OPERATOR_PIN,
         hub_key_file=layout.hub_public_key_path(hub_dir),
         hub_cert_file=layout.tls_certificate_path(hub_dir),
         config_path=Path("etc/station.toml"),
